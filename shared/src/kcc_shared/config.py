@@ -1,0 +1,227 @@
+"""Typed configuration, read once from the environment at the edge of each process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS: Final = ("json", "text")
+
+
+class ConfigError(ValueError):
+    """One or more environment variables are wrong; `problems` lists each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+        self.problems = problems
+
+
+def _doc(env: str, help_: str) -> dict[str, str]:
+    return {"env": env, "help": help_}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of every service. Each field names its variable and says what it does."""
+
+    database_url: str = field(
+        default="sqlite:///var/kcc.db",
+        metadata=_doc(
+            "KCC_DATABASE_URL",
+            "SQLAlchemy URL of this service's own store: sqlite:///path or "
+            "postgresql+psycopg://user@host/db.",
+        ),
+    )
+    auth_database_url: str | None = field(
+        default=None,
+        metadata=_doc(
+            "KCC_AUTH_DATABASE_URL",
+            "Where the API tokens live (shared by all services); defaults to KCC_DATABASE_URL.",
+        ),
+    )
+    broker_url: str = field(
+        default="amqp://guest:guest@127.0.0.1:5672//",
+        metadata=_doc("KCC_BROKER_URL", "AMQP URL of RabbitMQ, or memory:// (one process only)."),
+    )
+    organisation_file: str | None = field(
+        default=None,
+        metadata=_doc(
+            "KCC_ORGANISATION_FILE",
+            "The organisation YAML (departments, calendars, rules); default: the shipped example.",
+        ),
+    )
+    log_level: str = field(
+        default="INFO", metadata=_doc("KCC_LOG_LEVEL", "DEBUG/INFO/WARNING/ERROR.")
+    )
+    log_format: str = field(
+        default="json", metadata=_doc("KCC_LOG_FORMAT", "json (one object a line) or text.")
+    )
+    publish_timeout: float = field(
+        default=5.0,
+        metadata=_doc(
+            "KCC_PUBLISH_TIMEOUT",
+            "Seconds to wait for a broker connection and publisher confirms; keep it well under "
+            "the gunicorn worker timeout.",
+        ),
+    )
+    outbox_relay: bool = field(
+        default=True,
+        metadata=_doc(
+            "KCC_OUTBOX_RELAY",
+            "Run the outbox relay inside this process (true/false). Off only when a separate "
+            "relay process publishes.",
+        ),
+    )
+    outbox_poll_interval: float = field(
+        default=1.0,
+        metadata=_doc(
+            "KCC_OUTBOX_POLL_INTERVAL",
+            "Seconds between outbox sweeps; a commit also wakes the relay at once.",
+        ),
+    )
+    outbox_batch_size: int = field(
+        default=200, metadata=_doc("KCC_OUTBOX_BATCH_SIZE", "Rows published per confirm batch.")
+    )
+    prefetch: int = field(
+        default=200, metadata=_doc("KCC_PREFETCH", "Unacked messages a consumer may hold.")
+    )
+    metrics_port: int = field(
+        default=9100,
+        metadata=_doc(
+            "KCC_METRICS_PORT", "HTTP port for /metrics, /healthz, /readyz of a consumer."
+        ),
+    )
+    metrics_host: str = field(
+        default="127.0.0.1",
+        metadata=_doc("KCC_METRICS_HOST", "Address that port binds to (0.0.0.0 in containers)."),
+    )
+    secret_key: str | None = field(
+        default=None,
+        metadata=_doc("KCC_SECRET_KEY", "Signs session cookies of the web pages; required there."),
+    )
+
+    @property
+    def auth_url(self) -> str:
+        return self.auth_database_url or self.database_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Read every KCC_* variable, cast and validate it; report all problems at once."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for f in fields(cls):
+            name = f.metadata["env"]
+            if name not in env or env[name] == "":
+                continue
+            raw = env[name]
+            try:
+                values[f.name] = _CASTS[f.name](raw)
+            except ValueError as exc:
+                problems.append(f"{name}={raw!r}: {exc}")
+        values.update(overrides)
+        if problems:
+            raise ConfigError(problems)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def with_(self, **changes: Any) -> Config:
+        changed = replace(self, **changes)
+        changed.validate()
+        return changed
+
+    def validate(self) -> None:
+        problems: list[str] = []
+        for url_field in ("database_url", "auth_database_url"):
+            url = getattr(self, url_field)
+            if url is not None and urlsplit(url).scheme.split("+")[0] not in (
+                "sqlite",
+                "postgresql",
+            ):
+                problems.append(f"{_env(url_field)}: must be a sqlite:// or postgresql:// URL")
+        if urlsplit(self.broker_url).scheme not in ("amqp", "amqps", "memory"):
+            problems.append("KCC_BROKER_URL: must be an amqp://, amqps:// or memory:// URL")
+        if self.organisation_file is not None and not Path(self.organisation_file).is_file():
+            problems.append(f"KCC_ORGANISATION_FILE: no such file: {self.organisation_file}")
+        if self.log_level not in LOG_LEVELS:
+            problems.append(f"KCC_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in LOG_FORMATS:
+            problems.append(f"KCC_LOG_FORMAT: must be one of {', '.join(LOG_FORMATS)}")
+        if not 0 < self.publish_timeout <= 20:
+            problems.append("KCC_PUBLISH_TIMEOUT: must be between 0 and 20 seconds")
+        if not 0 < self.outbox_poll_interval <= 60:
+            problems.append("KCC_OUTBOX_POLL_INTERVAL: must be between 0 and 60 seconds")
+        if not 1 <= self.outbox_batch_size <= 5000:
+            problems.append("KCC_OUTBOX_BATCH_SIZE: must be between 1 and 5000")
+        if not 1 <= self.prefetch <= 10000:
+            problems.append("KCC_PREFETCH: must be between 1 and 10000")
+        if not 0 <= self.metrics_port <= 65535:
+            problems.append("KCC_METRICS_PORT: must be a port number")
+        if problems:
+            raise ConfigError(problems)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, help) for every setting, for docs and `kcc config env`."""
+        return [(f.metadata["env"], repr(f.default), f.metadata["help"]) for f in fields(cls)]
+
+
+def _env(field_name: str) -> str:
+    return str(next(f.metadata["env"] for f in fields(Config) if f.name == field_name))
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _number(kind: Callable[[str], T]) -> Callable[[str], T]:
+    def cast(raw: str) -> T:
+        try:
+            return kind(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a{'n integer' if kind is int else ' number'}") from None
+
+    return cast
+
+
+def _upper(raw: str) -> str:
+    return raw.strip().upper()
+
+
+def _lower(raw: str) -> str:
+    return raw.strip().lower()
+
+
+def _plain(raw: str) -> str:
+    return raw.strip()
+
+
+_CASTS: Final[Mapping[str, Callable[[str], Any]]] = {
+    "database_url": _plain,
+    "auth_database_url": _plain,
+    "broker_url": _plain,
+    "organisation_file": _plain,
+    "log_level": _upper,
+    "log_format": _lower,
+    "publish_timeout": _number(float),
+    "outbox_relay": _bool,
+    "outbox_poll_interval": _number(float),
+    "outbox_batch_size": _number(int),
+    "prefetch": _number(int),
+    "metrics_port": _number(int),
+    "metrics_host": _plain,
+    "secret_key": _plain,
+}

@@ -1,0 +1,105 @@
+"""Metrics every service shares: HTTP latency, outbox, consumed messages; and /metrics itself."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+HTTP_REQUEST_SECONDS = Histogram(
+    "kcc_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template (never the raw path).",
+    ["service", "method", "endpoint", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+OUTBOX_PUBLISHED = Counter(
+    "kcc_outbox_published_total", "Outbox events confirmed by the broker.", ["service"]
+)
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "kcc_outbox_publish_failures_total",
+    "Outbox publish attempts that failed (broker down, timeout, refused); rows are retried.",
+    ["service"],
+)
+OUTBOX_BACKLOG = Gauge(
+    "kcc_outbox_backlog",
+    "Outbox events stored but not yet confirmed by the broker (read at scrape time).",
+    ["service"],
+    multiprocess_mode="livemostrecent",
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "kcc_outbox_oldest_unsent_age_seconds",
+    "Age of the oldest unsent outbox event; grows while the broker is unreachable.",
+    ["service"],
+    multiprocess_mode="livemostrecent",
+)
+MESSAGES_CONSUMED = Counter(
+    "kcc_messages_consumed_total",
+    "Messages taken from a queue, by outcome (acked, duplicate, requeued, dead_lettered).",
+    ["service", "queue", "outcome"],
+)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def render_metrics() -> bytes:
+    """The exposition text; under gunicorn it aggregates every worker's files."""
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return bytes(generate_latest(registry))
+    return bytes(generate_latest())
+
+
+def metrics_app(before_scrape: Iterable[Callable[[], None]] = ()) -> Any:
+    """A WSGI app serving /metrics; `before_scrape` hooks refresh gauges read from a store."""
+    hooks = list(before_scrape)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        for hook in hooks:
+            hook()
+        body = render_metrics()
+        start_response(
+            "200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+    return app
+
+
+def instrument(app: Flask, service: str, before_scrape: Iterable[Callable[[], None]] = ()) -> None:
+    """Time every request by its route template and mount /metrics next to the app."""
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.kcc_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Any) -> Any:
+        started = g.pop("kcc_started", None)
+        if started is not None:
+            # The URL rule (e.g. /api/v1/requests/<uuid:request_id>), never the path: ids in
+            # labels would make the series unbounded.
+            endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            HTTP_REQUEST_SECONDS.labels(
+                service, request.method, endpoint, str(response.status_code)
+            ).observe(time.perf_counter() - started)
+        return response
+
+    app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, {"/metrics": metrics_app(before_scrape)}
+    )

@@ -1,0 +1,130 @@
+"""One error shape for every HTTP service: application/problem+json (RFC 9457)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, json
+from marshmallow import Schema, fields
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemSchema(Schema):
+    type = fields.String(metadata={"description": "A URI naming the kind of problem."})
+    title = fields.String(metadata={"description": "Short summary of the kind of problem."})
+    status = fields.Integer()
+    detail = fields.String(metadata={"description": "What went wrong here, in plain words."})
+    errors = fields.Dict(
+        keys=fields.String(),
+        metadata={"description": "Per field (dotted path), the list of problems with it."},
+    )
+
+
+class Problem(Exception):  # noqa: N818 - the RFC's own name for the thing
+    """Raise to answer with a problem; subclasses name a condition and fix status and title."""
+
+    status: int = 400
+    title: str = "Bad request"
+    slug: str = "bad-request"
+
+    def __init__(self, detail: str, *, errors: Mapping[str, list[str]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = dict(errors) if errors else None
+
+
+class Unauthorized(Problem):
+    status, title, slug = 401, "Not authenticated", "unauthorized"
+
+
+class Forbidden(Problem):
+    status, title, slug = 403, "Not allowed", "forbidden"
+
+
+class NotFound(Problem):
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class Conflict(Problem):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    slug: str | None = None,
+    errors: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    phrase = HTTPStatus(status).phrase
+    body: dict[str, Any] = {
+        "type": f"https://kcc.example/problems/{slug or phrase.lower().replace(' ', '-')}",
+        "title": title or phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = _flatten_errors(errors)
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    if status == 401:
+        response.headers.setdefault("WWW-Authenticate", 'Bearer realm="kcc"')
+    return response
+
+
+def _flatten_errors(errors: Mapping[str, Any], prefix: str = "") -> dict[str, list[str]]:
+    """webargs nests errors by location and field; clients want `field.path: [messages]`."""
+    flat: dict[str, list[str]] = {}
+    for key, value in errors.items():
+        if key in ("json", "query", "form", "headers", "view_args") and not prefix:
+            flat.update(_flatten_errors(value) if isinstance(value, Mapping) else {key: value})
+            continue
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten_errors(value, f"{path}."))
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            flat[path] = list(value)
+        else:
+            flat[path] = [str(value)]
+    return flat
+
+
+def register_problem_handlers(app: Flask) -> None:
+    """Every error a client can see, including Flask's and webargs', becomes a problem."""
+
+    @app.errorhandler(Problem)
+    def _problem(exc: Problem) -> Response:
+        return problem_response(
+            exc.status, exc.detail, title=exc.title, slug=exc.slug, errors=exc.errors
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        data = getattr(exc, "data", None) or {}
+        messages = data.get("messages") if isinstance(data, Mapping) else None
+        if messages:
+            return problem_response(
+                400 if status == 422 else status,
+                "The request is not valid; see `errors` for each field.",
+                title="Invalid request",
+                slug="validation",
+                errors=messages,
+            )
+        detail = exc.description or HTTPStatus(status).phrase
+        return problem_response(status, detail)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.error("request_failed", extra={"error_type": type(exc).__name__}, exc_info=exc)
+        return problem_response(500, "Something went wrong on our side; it has been logged.")
