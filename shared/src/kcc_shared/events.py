@@ -29,7 +29,7 @@ TAGS_MAX: Final = 10
 ActorKind = Literal["agent", "staff", "system"]
 
 
-class InvalidEvent(ValueError):  # noqa: N818 - reads as the condition, like the contract's names
+class InvalidEvent(ValueError):
     """A message that is not a valid event; `reason` says why in plain words."""
 
     def __init__(self, reason: str) -> None:
@@ -118,6 +118,16 @@ class RerouteRequestedSchema(_Strict):
     from_department = _department()
     to_department = fields.String(load_default=None, allow_none=True)
     reason = _text(REASON_MAX_LENGTH)
+    # The router keeps no store: to re-run the rules on a forward without a target it needs the
+    # request's (redacted) question, category and priority, and the handoff count so far.
+    question = _text(QUESTION_MAX_LENGTH, required=False)
+    category = fields.String(load_default=None, allow_none=True)
+    priority = fields.String(
+        load_default=None, allow_none=True, validate=validate.OneOf(PRIORITIES)
+    )
+    handoff_count = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=0)
+    )
 
 
 class ReasonSchema(_Strict):

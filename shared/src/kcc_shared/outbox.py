@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 
@@ -67,8 +68,8 @@ def outbox_table(metadata: MetaData) -> Table:
         Index(
             "ix_outbox_unsent",
             "seq",
-            postgresql_where="sent_at IS NULL",
-            sqlite_where="sent_at IS NULL",
+            postgresql_where=text("sent_at IS NULL"),
+            sqlite_where=text("sent_at IS NULL"),
         ),
     )
 

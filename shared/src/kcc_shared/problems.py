@@ -27,7 +27,7 @@ class ProblemSchema(Schema):
     )
 
 
-class Problem(Exception):  # noqa: N818 - the RFC's own name for the thing
+class Problem(Exception):
     """Raise to answer with a problem; subclasses name a condition and fix status and title."""
 
     status: int = 400

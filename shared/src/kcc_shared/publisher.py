@@ -27,7 +27,7 @@ class Outgoing:
 
     message_id: str
     routing_key: str
-    body: str
+    body: str | bytes  # bytes: a parked body that may not even be UTF-8 is kept as it came
     exchange: str = EVENTS_EXCHANGE
     headers: Mapping[str, Any] | None = None
 
@@ -49,9 +49,18 @@ class Publisher:
     confirm the wrong message. `memory://` has no confirms: there, a publish is a confirm.
     """
 
-    def __init__(self, connection_factory: Callable[[], Connection], *, timeout: float) -> None:
+    def __init__(
+        self,
+        connection_factory: Callable[[], Connection],
+        *,
+        timeout: float,
+        on_connect: Callable[[Connection], None] | None = None,
+    ) -> None:
         self._connection_factory = connection_factory
         self._timeout = timeout
+        # Declares what this publisher needs (exchanges, the queues that must not miss a
+        # message) on every new connection, so a fresh or reset broker is set up before use.
+        self._on_connect = on_connect
         self._connection: Connection | None = None
         self._channel: Any = None
         self._next_tag = 1
@@ -81,6 +90,8 @@ class Publisher:
         connection = self._connection_factory()
         try:
             connection.connect()
+            if self._on_connect is not None:
+                self._on_connect(connection)
             channel = connection.channel()
             if isinstance(channel, amqp.Channel):
                 channel.confirm_select()

@@ -1,0 +1,49 @@
+# One command per job. Everything installs into .venv with uv, from uv.lock.
+SHELL := /bin/bash
+export UV_PYTHON ?= python3.11
+export UV_PYTHON_DOWNLOADS := never
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PYTEST := .venv/bin/pytest -p no:cacheprovider
+
+.PHONY: install run test test-unit test-integration lint types check bench openapi clean
+
+install: .venv/.installed
+
+.venv/.installed: uv.lock pyproject.toml shared/pyproject.toml services/*/pyproject.toml cli/pyproject.toml
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+## The whole system in one process (embedded broker, SQLite under var/, demo users).
+run: install
+	.venv/bin/kcc dev
+
+## Every test tier. The integration tier uses the real RabbitMQ and PostgreSQL on this machine.
+test: install test-unit test-integration
+
+test-unit: install
+	$(PYTEST) -m "not integration" -q
+
+# pytest exits 5 when it collects nothing: an integration tier that did not run fails.
+test-integration: install
+	$(PYTEST) -m integration -q
+
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+types: install
+	.venv/bin/mypy shared/src services/intake/src services/router/src cli/src bench
+
+check: lint types test
+
+bench: install
+	.venv/bin/python bench/intake.py
+	.venv/bin/python bench/router.py
+
+## Regenerate the committed OpenAPI description after changing the API.
+openapi: install
+	.venv/bin/kcc intake openapi > services/intake/openapi.json
+
+clean:
+	rm -rf .venv var .mypy_cache .ruff_cache

@@ -1,0 +1,41 @@
+"""The `kcc` command: one entry point that assembles every service's commands."""
+
+from __future__ import annotations
+
+import click
+from intake.commands import intake_group
+from kcc_shared.config import Config, ConfigError
+from kcc_shared.logging import configure_logging
+from router.cli import rules_group
+from router.commands import router_group
+
+from kcc_cli.config import config_group
+from kcc_cli.deadletters import dead_letters_group
+from kcc_cli.token import token_group
+
+
+@click.group()
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """KCC knowledge-request routing: intake, router, back office and SLA monitor."""
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    configure_logging(config.log_level, config.log_format)
+    ctx.obj = config
+
+
+for group in (
+    token_group,
+    intake_group,
+    router_group,
+    config_group,
+    rules_group,
+    dead_letters_group,
+):
+    cli.add_command(group)
+
+
+def main() -> None:
+    cli(prog_name="kcc")

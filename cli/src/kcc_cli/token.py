@@ -1,0 +1,85 @@
+"""`kcc token ...`: create, list and revoke API tokens."""
+
+from __future__ import annotations
+
+import click
+from kcc_shared.auth import ROLES, TokenError, TokenStore, tokens_table
+from kcc_shared.config import Config
+from kcc_shared.db import make_engine
+from kcc_shared.organisation import OrganisationError, load_organisation
+from sqlalchemy import MetaData
+
+
+def _store(config: Config) -> TokenStore:
+    engine = make_engine(config.auth_url)
+    metadata = MetaData()
+    store = TokenStore(engine, tokens_table(metadata))
+    metadata.create_all(engine)
+    return store
+
+
+@click.group("token")
+def token_group() -> None:
+    """API tokens for agents, staff, operators and admins (stored hashed)."""
+
+
+@token_group.command("create")
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--user", "user_id", required=True, help="The person's id, e.g. an employee number.")
+@click.option("--team", default=None, help="The agent's team (teams see each other's requests).")
+@click.option("--department", "departments", multiple=True, help="For staff; repeatable.")
+@click.option("--label", default=None, help="A note, e.g. which desktop client uses it.")
+@click.pass_obj
+def create(
+    config: Config,
+    role: str,
+    user_id: str,
+    team: str | None,
+    departments: tuple[str, ...],
+    label: str | None,
+) -> None:
+    """Create a token and print it once: it cannot be shown again."""
+    try:
+        known = list(load_organisation(config.organisation_file).departments)
+    except OrganisationError as exc:
+        raise click.ClickException(f"the organisation file is invalid:\n{exc}") from exc
+    try:
+        token, info = _store(config).create(
+            role=role,
+            user_id=user_id,
+            team=team,
+            departments=departments,
+            label=label,
+            known_departments=known,
+        )
+    except TokenError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(token)
+    click.echo(
+        f"token {info.id} for {role} {user_id} created; store it now, it is not shown again",
+        err=True,
+    )
+
+
+@token_group.command("list")
+@click.pass_obj
+def list_tokens(config: Config) -> None:
+    """List tokens (id, prefix, role, user, departments; never the secret)."""
+    for info in _store(config).list():
+        p = info.principal
+        state = "revoked" if info.revoked_at else "active"
+        depts = ",".join(sorted(p.departments)) or "-"
+        click.echo(
+            f"{info.id}  {info.prefix}…  {state:<7}  {p.role:<5}  {p.user_id}  "
+            f"team={p.team or '-'}  departments={depts}  {info.label or ''}".rstrip()
+        )
+
+
+@token_group.command("revoke")
+@click.argument("token_id")
+@click.pass_obj
+def revoke(config: Config, token_id: str) -> None:
+    """Revoke a token by its id (from `kcc token list`); it stops working at once."""
+    if not _store(config).revoke(token_id):
+        raise click.ClickException(f"no active token with id {token_id}")
+    click.echo(f"token {token_id} revoked")

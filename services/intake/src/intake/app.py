@@ -1,0 +1,88 @@
+"""The intake Flask application factory."""
+
+from __future__ import annotations
+
+import atexit
+from typing import Final
+
+from flask import Flask
+from kcc_shared.api import TOKENS_EXTENSION, make_api
+from kcc_shared.auth import TokenStore, tokens_table
+from kcc_shared.config import Config
+from kcc_shared.db import make_engine
+from kcc_shared.health import broker_check, database_check, health_blueprint
+from kcc_shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, instrument
+from kcc_shared.organisation import load_organisation
+from kcc_shared.outbox import OutboxRelay, outbox_backlog, utcnow
+from kcc_shared.publisher import Publisher, connection_factory
+from kcc_shared.topology import declare, service_queue
+from sqlalchemy import MetaData
+
+from intake.api import catalog_blp, requests_blp
+from intake.errors import register_error_handlers
+from intake.service import IntakeContext
+from intake.store import RequestStore, outbox
+
+SERVICE: Final = "intake"
+CONTEXT_EXTENSION: Final = "kcc.intake"
+
+DESCRIPTION = """\
+The KCC agents' front door. Agents file a question for a back-office department and follow
+it until it is answered. Authenticate with `Authorization: Bearer <token>`
+(`kcc token create --role agent --user <id>`). Errors are `application/problem+json`.
+"""
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the intake app; under gunicorn this runs in each worker, after the fork."""
+    config = config or Config.from_env()
+    organisation = load_organisation(config.organisation_file)
+
+    engine = make_engine(config.database_url)
+    store = RequestStore(engine)
+    store.create_schema()
+    auth_engine = engine if config.auth_url == config.database_url else make_engine(config.auth_url)
+    auth_metadata = MetaData()
+    tokens = TokenStore(auth_engine, tokens_table(auth_metadata))
+    auth_metadata.create_all(auth_engine)
+
+    connections = connection_factory(config.broker_url, timeout=config.publish_timeout)
+    publisher = Publisher(
+        connections,
+        timeout=config.publish_timeout,
+        # router.work must exist before the first request.submitted, or the broker drops it.
+        on_connect=lambda connection: declare(connection, [service_queue("router.work")]),
+    )
+    relay = OutboxRelay(
+        engine,
+        outbox,
+        publisher,
+        service=SERVICE,
+        batch_size=config.outbox_batch_size,
+        poll_interval=config.outbox_poll_interval,
+    )
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.extensions[CONTEXT_EXTENSION] = IntakeContext(store, organisation, relay)
+    app.extensions[TOKENS_EXTENSION] = tokens
+
+    api = make_api(app, title="KCC intake", version="1.0.0", description=DESCRIPTION)
+    register_error_handlers(app)
+    api.register_blueprint(requests_blp)
+    api.register_blueprint(catalog_blp)
+    app.register_blueprint(
+        health_blueprint({"database": database_check(engine), "broker": broker_check(connections)})
+    )
+
+    def refresh_outbox_gauges() -> None:
+        backlog = outbox_backlog(engine, outbox, utcnow())
+        OUTBOX_BACKLOG.labels(SERVICE).set(backlog.unsent)
+        OUTBOX_OLDEST_AGE.labels(SERVICE).set(backlog.oldest_age_seconds)
+
+    instrument(app, SERVICE, before_scrape=[refresh_outbox_gauges])
+
+    if config.outbox_relay:
+        relay.start()
+        atexit.register(relay.stop)
+    return app

@@ -1,0 +1,43 @@
+"""The intake's one error shape: domain exceptions mapped to problem+json."""
+
+from __future__ import annotations
+
+from flask import Flask, Response
+from kcc_shared.problems import problem_response, register_problem_handlers
+
+from intake.store import (
+    IdempotencyKeyReused,
+    NotRequestOwner,
+    RequestNotCancellable,
+    RequestNotFound,
+)
+
+
+def register_error_handlers(app: Flask) -> None:
+    register_problem_handlers(app)
+
+    @app.errorhandler(RequestNotFound)
+    def _not_found(exc: RequestNotFound) -> Response:
+        # The same answer whether the request does not exist or belongs to someone else.
+        return problem_response(
+            404,
+            "There is no request with this id that you may see.",
+            title="Request not found",
+            slug="request-not-found",
+        )
+
+    @app.errorhandler(IdempotencyKeyReused)
+    def _key_reused(exc: IdempotencyKeyReused) -> Response:
+        return problem_response(
+            422, str(exc), title="Idempotency-Key reused", slug="idempotency-key-reused"
+        )
+
+    @app.errorhandler(RequestNotCancellable)
+    def _not_cancellable(exc: RequestNotCancellable) -> Response:
+        return problem_response(
+            409, str(exc), title="Request cannot be cancelled", slug="request-not-cancellable"
+        )
+
+    @app.errorhandler(NotRequestOwner)
+    def _not_owner(exc: NotRequestOwner) -> Response:
+        return problem_response(403, str(exc), title="Not your request", slug="not-your-request")

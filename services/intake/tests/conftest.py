@@ -1,0 +1,78 @@
+"""Intake fixtures: an app on a real store (SQLite or PostgreSQL) and tokens for every role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from intake.app import create_app
+from intake.store import outbox, requests_table, timeline_table
+from kcc_shared.api import TOKENS_EXTENSION
+from kcc_shared.config import Config
+from sqlalchemy import func, select
+
+
+@pytest.fixture
+def config(database_url: str) -> Config:
+    # memory:// and no relay thread: unit tests look at the outbox rows themselves.
+    return Config(database_url=database_url, broker_url="memory://", outbox_relay=False)
+
+
+@pytest.fixture
+def app(config: Config) -> Iterator[Flask]:
+    app = create_app(config)
+    yield app
+    app.extensions["kcc.intake"].store.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def _token(app: Flask, **kwargs: Any) -> str:
+    token, _ = app.extensions[TOKENS_EXTENSION].create(**kwargs)
+    return str(token)
+
+
+@pytest.fixture
+def agent_token(app: Flask) -> str:
+    return _token(app, role="agent", user_id="agent-anna", team="kcc-noord")
+
+
+@pytest.fixture
+def teammate_token(app: Flask) -> str:
+    return _token(app, role="agent", user_id="agent-bram", team="kcc-noord")
+
+
+@pytest.fixture
+def other_agent_token(app: Flask) -> str:
+    return _token(app, role="agent", user_id="agent-chris", team="kcc-zuid")
+
+
+@pytest.fixture
+def ops_token(app: Flask) -> str:
+    return _token(app, role="ops", user_id="ops-dana")
+
+
+@pytest.fixture
+def staff_token(app: Flask) -> str:
+    return _token(app, role="staff", user_id="staff-eva", departments=["burgerzaken"])
+
+
+@pytest.fixture
+def row_counts(app: Flask) -> Callable[[], dict[str, int]]:
+    """How many requests, timeline entries and outbox rows the store holds now."""
+    engine = app.extensions["kcc.intake"].store.engine
+
+    def count() -> dict[str, int]:
+        with engine.connect() as connection:
+            return {
+                t.name: connection.execute(select(func.count()).select_from(t)).scalar_one()
+                for t in (requests_table, timeline_table, outbox)
+            }
+
+    return count
