@@ -19,7 +19,10 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def store(env: dict[str, str]) -> TokenStore:
     metadata = MetaData()
-    return TokenStore(make_engine(env["KCC_DATABASE_URL"]), tokens_table(metadata))
+    table = tokens_table(metadata)
+    engine = make_engine(env["KCC_DATABASE_URL"])
+    metadata.create_all(engine)
+    return TokenStore(engine, table)
 
 
 def test_create_prints_the_token_once_and_stores_only_its_hash(env: dict[str, str]) -> None:

@@ -1,0 +1,106 @@
+"""`kcc config check`, through click's runner."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from kcc_cli.config import config_group
+from kcc_shared.organisation import load_organisation
+
+VALID = """\
+version: 1
+organisation: {name: Gemeente Klein}
+calendars:
+  kantoor:
+    timezone: Europe/Amsterdam
+    opening_hours: {monday: ["09:00-17:00"]}
+departments:
+  - id: kcc-triage
+    name: KCC Triage
+    calendar: kantoor
+    sla:
+      urgent: {first_response: 15m, resolution: 1h}
+      high: {first_response: 30m, resolution: 2h}
+      normal: {first_response: 1h, resolution: 4h}
+      low: {first_response: 2h, resolution: 8h}
+fallback_department: kcc-triage
+"""
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_check_packaged_default(runner: CliRunner) -> None:
+    organisation = load_organisation()
+
+    result = runner.invoke(config_group, ["check"])
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"OK: Gemeente Voorbeeldstad, {len(organisation.departments)} departments, "
+        f"{len(organisation.rules)} rules, version {organisation.version}\n"
+    )
+    assert re.fullmatch(r"[0-9a-f]{12}", organisation.version)
+    assert result.stderr == ""
+
+
+def test_check_a_valid_file(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "org.yaml"
+    path.write_text(VALID, encoding="utf-8")
+
+    result = runner.invoke(config_group, ["check", str(path)])
+
+    assert result.exit_code == 0, result.output
+    version = load_organisation(path).version
+    assert result.stdout == f"OK: Gemeente Klein, 1 departments, 0 rules, version {version}\n"
+
+
+def test_check_lists_every_problem_on_stderr(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "org.yaml"
+    path.write_text(
+        VALID.replace("Europe/Amsterdam", "Europe/Amsterdm")
+        .replace("resolution: 8h}", "resolution: 1d}")
+        .replace("fallback_department: kcc-triage", "fallback_department: triage"),
+        encoding="utf-8",
+    )
+
+    result = runner.invoke(config_group, ["check", str(path)])
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"{path}:5: calendar 'kantoor': unknown time zone 'Europe/Amsterdm'; use an IANA name "
+        "such as Europe/Amsterdam",
+        f"{path}:15: department 'kcc-triage': sla low: resolution: duration '1d': days and weeks "
+        "are ambiguous in business time (a business day is not 24 hours); write hours instead, "
+        "e.g. 16h for two days of 8 hours",
+        f"{path}:16: fallback_department: unknown department 'triage' (did you mean 'kcc-triage'?)",
+        "3 problems found",
+    ]
+
+
+def test_check_yaml_syntax_error(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "org.yaml"
+    path.write_text(VALID.replace("    name: KCC Triage", "    name: KCC: Triage"), "utf-8")
+
+    result = runner.invoke(config_group, ["check", str(path)])
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"{path}:9: YAML syntax error: mapping values are not allowed here"
+    )
+    assert "Traceback" not in result.output
+
+
+def test_check_missing_file(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "weg.yaml"
+
+    result = runner.invoke(config_group, ["check", str(path)])
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [f"{path}: file not found", "1 problem found"]

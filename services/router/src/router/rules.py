@@ -1,0 +1,636 @@
+"""Routing rules: normalise a question, find the first matching rule, explain and evaluate it."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, Literal
+
+from kcc_shared.organisation import (
+    PRIORITIES,
+    Organisation,
+    Priority,
+    PriorityChange,
+    RuleSpec,
+)
+
+__all__ = [
+    "COMPOUND_MIN_LENGTH",
+    "COMPOUND_MIN_PART",
+    "DatasetError",
+    "Decision",
+    "Evaluation",
+    "Explanation",
+    "LabelledQuestion",
+    "Miss",
+    "RuleSet",
+    "RuleTrace",
+    "evaluate",
+    "normalise",
+    "read_labelled",
+    "tokens",
+    "word_forms",
+]
+
+Reason = Literal["category", "rule", "fallback"]
+
+# A keyword of at least this many letters also matches inside compounds
+# ("vergunning" in "omgevingsvergunning"); shorter ones ("woz", "boom", "pas") only match whole
+# words, because short words hide everywhere ("pas" in "paspoort", "kap" in "kapot").
+COMPOUND_MIN_LENGTH: Final = 5
+# The rest of a compound must be at least this long, so "naheffing" is not a "heffing" and a
+# verb ending ("-de", "-er") does not count as a second word.
+COMPOUND_MIN_PART: Final = 3
+# Inseparable verb prefixes are not the first half of a compound: "ontheffing" is no kind of
+# "heffing" and "verbouwing" no kind of "bouwing".
+_NOT_A_COMPOUND_PART: Final = frozenset({"ont", "ver", "her", "mis"})
+# Tokens seen before are looked up in a cache; it is cleared when it grows past this size,
+# which bounds memory when questions contain many one-off words (names, numbers).
+_TOKEN_CACHE_LIMIT: Final = 50_000
+
+_WORD: Final = re.compile(r"[^\W_]+")
+# ASCII apostrophe, right and left single quotation marks, grave and acute accent.
+_APOSTROPHES: Final = re.compile("['\u2019\u2018`\u00b4]")
+_VOWELS: Final = frozenset("aeiouy")
+
+
+def normalise(text: str) -> str:
+    """Lowercase, accent-free words separated by single spaces: what patterns run over.
+
+    "ID-kaart kwijt, auto's & één paspoort" -> "id kaart kwijt autos een paspoort".
+    """
+    return " ".join(tokens(text))
+
+
+def tokens(text: str) -> list[str]:
+    """The words of a text, lowercase and without accents; apostrophes join (auto's -> autos)."""
+    if not text.isascii():
+        decomposed = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return _WORD.findall(_APOSTROPHES.sub("", text.casefold()))
+
+
+def word_forms(word: str) -> frozenset[str]:
+    """A singular Dutch word with its plurals, diminutives and inflected adjective form.
+
+    paspoort -> paspoorten; container -> containers; tak -> takken; boom -> bomen;
+    straat -> straten; huis -> huizen; brief -> brieven; boete -> boeten; pas -> pasje, pasjes;
+    gevaarlijk -> gevaarlijke. Forms are over-generated on purpose (tak -> taken, too):
+    a form that is not real Dutch is harmless, since nobody writes it.
+    """
+    forms = {word}
+    if len(word) < 2:
+        return frozenset(forms)
+    forms.add(word + "s")  # containers, auto's (apostrophe already removed)
+    forms.add(word + "eren")  # kind -> kinderen
+    stems = {word}
+    last, prev = word[-1], word[-2]
+    before = word[-3] if len(word) >= 3 else ""
+    if last in _VOWELS:
+        if last == "e":
+            forms.add(word + "n")  # boete -> boeten
+    else:
+        if prev in "aeou" and before == prev:
+            stems.add(word[:-2] + last)  # a long vowel is written once in an open syllable
+        if prev in _VOWELS and before not in _VOWELS:
+            stems.add(word + last)  # after a short vowel the consonant doubles: tak -> takken
+        if word.endswith("heid"):
+            forms.add(word[:-4] + "heden")
+    for stem in list(stems):
+        if stem.endswith("f"):
+            stems.add(stem[:-1] + "v")  # brief -> brieven
+        elif stem.endswith("s"):
+            stems.add(stem[:-1] + "z")  # huis -> huizen
+    forms.update(stem + "en" for stem in stems)
+    if last not in _VOWELS:
+        # The inflected adjective: gevaarlijk -> gevaarlijke, losliggend -> losliggende.
+        forms.update(stem + "e" for stem in stems)
+    diminutives = {word + "je", word + "tje", word + "etje", word + last + "etje"}
+    if last == "m":
+        diminutives.add(word + "pje")  # boom -> boompje
+    forms.update(diminutives)
+    forms.update(d + "s" for d in diminutives)
+    return frozenset(forms)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where a question goes, and why."""
+
+    department: str
+    rule_id: str | None
+    reason: Reason
+    matched: tuple[str, ...]
+    priority_change: PriorityChange | None
+    rules_version: str
+
+    def apply_priority(self, current: str) -> Priority:
+        """The request's priority after this decision (unchanged when no rule changes it)."""
+        if self.priority_change is not None:
+            return self.priority_change.apply(current)
+        for priority in PRIORITIES:
+            if priority == current:
+                return priority
+        raise ValueError(f"unknown priority {current!r}; expected one of {', '.join(PRIORITIES)}")
+
+
+@dataclass(frozen=True)
+class RuleTrace:
+    """What one rule did with a question, for ``explain``.
+
+    outcome: ``decided`` (it won), ``also-matched`` (it matched, but an earlier rule won),
+    ``vetoed`` (it matched, but an ``unless`` word was present) or ``excluded`` (it matched a
+    department the question was forwarded away from).
+    """
+
+    rule_id: str
+    department: str
+    line: int
+    outcome: Literal["decided", "also-matched", "vetoed", "excluded"]
+    matched: tuple[str, ...]
+    vetoed_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A decision with the normalised question and every rule that had something to say."""
+
+    decision: Decision
+    normalised: str
+    trace: tuple[RuleTrace, ...]
+
+
+@dataclass(frozen=True)
+class _Term:
+    """A keyword, phrase or unless entry as written, with its compiled matcher."""
+
+    text: str
+    words: tuple[str, ...]
+    # Whole words in sequence, each in any inflected form; how phrases and multi-word
+    # keywords match. Single-word keywords use the word lookup instead (compounds too).
+    regex: re.Pattern[str]
+    single: bool
+    # For a multi-word term: the id under which its first word is looked up, so the regex
+    # only runs when that word is in the question at all.
+    gate: int | None
+
+
+@dataclass(frozen=True)
+class _Rule:
+    spec: RuleSpec
+    categories: frozenset[str]
+    keywords: tuple[int, ...]
+    phrases: tuple[int, ...]
+    unless: tuple[int, ...]
+    patterns: tuple[tuple[str, re.Pattern[str]], ...]
+    # The same, arranged for the fast path of route(): single words by id, the rest as
+    # (gate id or None, regex).
+    keyword_set: frozenset[int]
+    keyword_order: Mapping[int, int]
+    unless_set: frozenset[int]
+    text_regexes: tuple[tuple[int | None, re.Pattern[str]], ...]
+    unless_regexes: tuple[tuple[int | None, re.Pattern[str]], ...]
+
+
+@dataclass
+class _Question:
+    """One question, analysed once: its words and which single-word terms they match."""
+
+    text: str
+    hits: dict[int, str]
+    category: str | None
+
+
+class RuleSet:
+    """The organisation's rules, compiled once for fast routing."""
+
+    def __init__(self, organisation: Organisation) -> None:
+        self.organisation = organisation
+        self.version = organisation.version
+        self._terms: list[_Term] = []
+        self._term_ids: dict[tuple[str, ...], int] = {}
+        # Gates (first words of multi-word terms) get negative ids, apart from real terms.
+        self._gates: dict[str, int] = {}
+        # word form -> ids of single-word terms it matches as a whole word
+        self._exact: dict[str, set[int]] = {}
+        # word form -> ids of single-word terms that may also be part of a compound
+        self._compound: dict[str, set[int]] = {}
+        self._cache: dict[str, tuple[tuple[int, str], ...]] = {}
+        self._rules = tuple(self._compile(spec) for spec in organisation.rules)
+        self._frozen_exact = {k: tuple(sorted(v)) for k, v in self._exact.items()}
+        self._frozen_compound = {k: tuple(sorted(v)) for k, v in self._compound.items()}
+        self._min_compound_token = COMPOUND_MIN_LENGTH + COMPOUND_MIN_PART
+
+    @classmethod
+    def from_organisation(cls, organisation: Organisation) -> RuleSet:
+        return cls(organisation)
+
+    # -- compiling ---------------------------------------------------------------------------
+
+    def _term(self, text: str) -> int:
+        words = tuple(tokens(text))
+        existing = self._term_ids.get(words)
+        if existing is not None:
+            return existing
+        term_id = len(self._terms)
+        gate = None
+        if len(words) == 1:
+            word = words[0]
+            for form in word_forms(word):
+                self._exact.setdefault(form, set()).add(term_id)
+                if len(word) >= COMPOUND_MIN_LENGTH:
+                    self._compound.setdefault(form, set()).add(term_id)
+        else:
+            gate = self._gate(words[0])
+        parts = [
+            "(?:" + "|".join(sorted(map(re.escape, word_forms(w)), key=len, reverse=True)) + ")"
+            for w in words
+        ]
+        regex = re.compile(r"(?<!\S)" + " ".join(parts) + r"(?!\S)")
+        self._terms.append(
+            _Term(text=text, words=words, regex=regex, single=len(words) == 1, gate=gate)
+        )
+        self._term_ids[words] = term_id
+        return term_id
+
+    def _gate(self, word: str) -> int:
+        gate = self._gates.get(word)
+        if gate is None:
+            gate = -1 - len(self._gates)
+            self._gates[word] = gate
+            for form in word_forms(word):
+                self._exact.setdefault(form, set()).add(gate)
+        return gate
+
+    def _compile(self, spec: RuleSpec) -> _Rule:
+        keywords = tuple(self._term(k) for k in spec.keywords)
+        phrases = tuple(self._term(p) for p in spec.phrases)
+        unless = tuple(self._term(u) for u in spec.unless)
+        patterns = tuple((p, re.compile(p, re.IGNORECASE)) for p in spec.patterns)
+        terms = self._terms
+        return _Rule(
+            spec=spec,
+            categories=frozenset(spec.categories),
+            keywords=keywords,
+            phrases=phrases,
+            unless=unless,
+            patterns=patterns,
+            keyword_set=frozenset(t for t in keywords if terms[t].single),
+            keyword_order={t: i for i, t in reversed(list(enumerate(keywords)))},
+            unless_set=frozenset(t for t in unless if terms[t].single),
+            text_regexes=(
+                *((terms[t].gate, terms[t].regex) for t in keywords if not terms[t].single),
+                # A one-word phrase is its own gate: no hit (not even in a compound), no match.
+                *((t if terms[t].single else terms[t].gate, terms[t].regex) for t in phrases),
+                *((None, rx) for _, rx in patterns),
+            ),
+            unless_regexes=tuple(
+                (terms[t].gate, terms[t].regex) for t in unless if not terms[t].single
+            ),
+        )
+
+    # -- matching ----------------------------------------------------------------------------
+
+    def _lookup(self, token: str) -> tuple[tuple[int, str], ...]:
+        cached = self._cache.get(token)
+        if cached is not None:
+            return cached
+        found: dict[int, str] = dict.fromkeys(self._frozen_exact.get(token, ()), token)
+        n = len(token)
+        if n >= self._min_compound_token:
+            compound = self._frozen_compound
+            # The keyword as the last part: "parkeervergunning" is a kind of "vergunning".
+            for i in range(COMPOUND_MIN_PART, n - COMPOUND_MIN_LENGTH + 1):
+                if i == 3 and token[:3] in _NOT_A_COMPOUND_PART:
+                    continue
+                for term_id in compound.get(token[i:], ()):
+                    found.setdefault(term_id, token)
+            # The keyword as the first part: "paspoortaanvraag", "bijstandsuitkering".
+            for j in range(COMPOUND_MIN_LENGTH, n - COMPOUND_MIN_PART + 1):
+                for term_id in compound.get(token[:j], ()):
+                    found.setdefault(term_id, token)
+        result = tuple(found.items())
+        if len(self._cache) >= _TOKEN_CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[token] = result
+        return result
+
+    def _analyse(self, question: str, category: str | None) -> _Question:
+        words = tokens(question)
+        hits: dict[int, str] = {}
+        for word in words:
+            for term_id, token in self._lookup(word):
+                hits.setdefault(term_id, token)
+        return _Question(text=" ".join(words), hits=hits, category=category)
+
+    def _matches(self, rule: _Rule, q: _Question) -> bool:
+        if q.category is not None and q.category in rule.categories:
+            return True
+        if not rule.keyword_set.isdisjoint(q.hits):
+            return True
+        hits = q.hits
+        return any(
+            (gate is None or gate in hits) and rx.search(q.text) is not None
+            for gate, rx in rule.text_regexes
+        )
+
+    def _vetoed(self, rule: _Rule, q: _Question) -> bool:
+        if not rule.unless_set.isdisjoint(q.hits):
+            return True
+        hits = q.hits
+        return any(
+            (gate is None or gate in hits) and rx.search(q.text) is not None
+            for gate, rx in rule.unless_regexes
+        )
+
+    def _describe_term(
+        self, kind: str, term_id: int, q: _Question, *, whole_words: bool = False
+    ) -> str | None:
+        term = self._terms[term_id]
+        if term.single and not whole_words:
+            token = q.hits.get(term_id)
+            if token is None:
+                return None
+            if token == term.words[0]:
+                return f"{kind} {term.text}"
+            return f"{kind} {term.text}: {token}"
+        match = term.regex.search(q.text)
+        if match is None:
+            return None
+        if match.group(0) == " ".join(term.words):
+            return f"{kind} {term.text}"
+        return f"{kind} {term.text}: {match.group(0)}"
+
+    def _what_matched(self, rule: _Rule, q: _Question) -> tuple[str, ...]:
+        found: list[str] = []
+        if q.category is not None and q.category in rule.categories:
+            found.append(f"category {q.category}")
+        # Only the keywords that can have matched, in the order the rule lists them.
+        candidates = [t for t in rule.keywords if not self._terms[t].single]
+        candidates += rule.keyword_set.intersection(q.hits)
+        for term_id in sorted(set(candidates), key=rule.keyword_order.__getitem__):
+            described = self._describe_term("keyword", term_id, q)
+            if described:
+                found.append(described)
+        for term_id in rule.phrases:
+            described = self._describe_term("phrase", term_id, q, whole_words=True)
+            if described:
+                found.append(described)
+        for text, rx in rule.patterns:
+            match = rx.search(q.text)
+            if match is not None:
+                found.append(f"pattern {text}: {match.group(0)}")
+        return tuple(found)
+
+    def _what_vetoed(self, rule: _Rule, q: _Question) -> tuple[str, ...]:
+        found: list[str] = []
+        for term_id in rule.unless:
+            described = self._describe_term("unless", term_id, q)
+            if described:
+                found.append(described)
+        return tuple(found)
+
+    def _decide(self, rule: _Rule, q: _Question) -> Decision:
+        matched = self._what_matched(rule, q)
+        by_category = q.category is not None and q.category in rule.categories
+        return Decision(
+            department=rule.spec.department,
+            rule_id=rule.spec.id,
+            reason="category" if by_category else "rule",
+            matched=matched,
+            priority_change=rule.spec.priority,
+            rules_version=self.version,
+        )
+
+    def _without_rule(self, q: _Question, exclude: frozenset[str]) -> Decision:
+        # No rule matched: the catalog still says which department owns the agent's category.
+        category = self.organisation.categories.get(q.category) if q.category is not None else None
+        if category is not None and category.department not in exclude:
+            return Decision(
+                department=category.department,
+                rule_id=None,
+                reason="category",
+                matched=(f"category {category.id} (catalog)",),
+                priority_change=None,
+                rules_version=self.version,
+            )
+        # Note: the fallback department is used even when excluded; there is nowhere else to go.
+        return Decision(
+            department=self.organisation.fallback_department,
+            rule_id=None,
+            reason="fallback",
+            matched=(),
+            priority_change=None,
+            rules_version=self.version,
+        )
+
+    def route(
+        self,
+        question: str,
+        category: str | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Decision:
+        """The department for a question: the first rule that matches, in file order.
+
+        ``exclude`` skips the rules (and the catalog entry) of departments the question was
+        forwarded away from. A category that is not in the catalog matches nothing; callers
+        that take categories from people should check ``organisation.categories`` first.
+        """
+        q = self._analyse(question, category)
+        for rule in self._rules:
+            if rule.spec.department in exclude:
+                continue
+            if self._matches(rule, q) and not self._vetoed(rule, q):
+                return self._decide(rule, q)
+        return self._without_rule(q, exclude)
+
+    def explain(
+        self,
+        question: str,
+        category: str | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Explanation:
+        """Like ``route``, but also reports every other rule that matched, was vetoed or
+        excluded, so an administrator can see why the order mattered."""
+        q = self._analyse(question, category)
+        decision: Decision | None = None
+        trace: list[RuleTrace] = []
+        for rule in self._rules:
+            if not self._matches(rule, q):
+                continue
+            spec = rule.spec
+            matched = self._what_matched(rule, q)
+            if spec.department in exclude:
+                trace.append(RuleTrace(spec.id, spec.department, spec.line, "excluded", matched))
+            elif self._vetoed(rule, q):
+                trace.append(
+                    RuleTrace(
+                        spec.id,
+                        spec.department,
+                        spec.line,
+                        "vetoed",
+                        matched,
+                        self._what_vetoed(rule, q),
+                    )
+                )
+            elif decision is None:
+                decision = self._decide(rule, q)
+                trace.append(RuleTrace(spec.id, spec.department, spec.line, "decided", matched))
+            else:
+                trace.append(
+                    RuleTrace(spec.id, spec.department, spec.line, "also-matched", matched)
+                )
+        if decision is None:
+            decision = self._without_rule(q, exclude)
+        return Explanation(decision=decision, normalised=q.text, trace=tuple(trace))
+
+    def rule(self, rule_id: str) -> RuleSpec | None:
+        """The rule with this id, if any."""
+        for rule in self._rules:
+            if rule.spec.id == rule_id:
+                return rule.spec
+        return None
+
+
+# -- evaluation ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelledQuestion:
+    """A question with the department it should go to."""
+
+    id: str
+    question: str
+    expected_department: str
+    category: str | None = None
+    line: int | None = None
+
+
+class DatasetError(ValueError):
+    """A labelled-questions file has a bad line."""
+
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        self.message = message
+        super().__init__(f"line {line}: {message}")
+
+
+def read_labelled(lines: Iterable[str]) -> list[LabelledQuestion]:
+    """Parse JSON Lines of ``{"id", "question", "expected_department", "category"?}``.
+
+    Blank lines are skipped; other fields (channel, ...) are ignored. Raises DatasetError.
+    """
+    rows: list[LabelledQuestion] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(number, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(data, dict):
+            raise DatasetError(number, "expected a JSON object")
+        question = data.get("question")
+        expected = data.get("expected_department")
+        category = data.get("category")
+        row_id = data.get("id", f"line {number}")
+        if not isinstance(question, str) or not question.strip():
+            raise DatasetError(number, "'question' must be a non-empty string")
+        if not isinstance(expected, str) or not expected.strip():
+            raise DatasetError(number, "'expected_department' must be a non-empty string")
+        if category is not None and not isinstance(category, str):
+            raise DatasetError(number, "'category' must be a string or null")
+        if not isinstance(row_id, str | int):
+            raise DatasetError(number, "'id' must be a string")
+        rows.append(
+            LabelledQuestion(
+                id=str(row_id),
+                question=question,
+                expected_department=expected,
+                category=category or None,
+                line=number,
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class Miss:
+    """A labelled question that did not reach its expected department."""
+
+    question: LabelledQuestion
+    decision: Decision
+
+    @property
+    def triaged(self) -> bool:
+        return self.decision.reason == "fallback"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How the rules do on labelled questions.
+
+    ``wrong`` counts questions routed to a real department other than the expected one;
+    ``triaged`` counts questions that went to the fallback department (right or not).
+    """
+
+    rules_version: str
+    fallback_department: str
+    total: int
+    right: int
+    wrong: int
+    triaged: int
+    confusion: Mapping[str, Mapping[str, int]]
+    misses: tuple[Miss, ...] = field(default=())
+
+    @property
+    def accuracy(self) -> float:
+        return self.right / self.total if self.total else 0.0
+
+    @property
+    def wrong_rate(self) -> float:
+        return self.wrong / self.total if self.total else 0.0
+
+    @property
+    def triage_rate(self) -> float:
+        return self.triaged / self.total if self.total else 0.0
+
+
+def evaluate(ruleset: RuleSet, rows: Sequence[LabelledQuestion]) -> Evaluation:
+    """Route every labelled question and count right, wrong and triaged."""
+    fallback = ruleset.organisation.fallback_department
+    right = wrong = triaged = 0
+    confusion: dict[str, Counter[str]] = {}
+    misses: list[Miss] = []
+    for row in rows:
+        decision = ruleset.route(row.question, row.category)
+        got = decision.department
+        confusion.setdefault(row.expected_department, Counter())[got] += 1
+        if got == fallback:
+            triaged += 1
+        if got == row.expected_department:
+            right += 1
+            continue
+        if got != fallback:
+            wrong += 1
+        misses.append(Miss(question=row, decision=decision))
+    return Evaluation(
+        rules_version=ruleset.version,
+        fallback_department=fallback,
+        total=len(rows),
+        right=right,
+        wrong=wrong,
+        triaged=triaged,
+        confusion=MappingProxyType(
+            {
+                expected: MappingProxyType(dict(got.most_common()))
+                for expected, got in confusion.items()
+            }
+        ),
+        misses=tuple(misses),
+    )
