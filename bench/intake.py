@@ -83,7 +83,7 @@ def gunicorn(app: str, env: dict[str, str], port: int) -> Iterator[None]:
         **env,
         "KCC_HTTP_BIND": f"127.0.0.1:{port}",
         "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
-        "PYTHONPATH": str(ROOT / "bench"),
+        "PYTHONPATH": str(ROOT / "bench" / "baselines"),
         "KCC_LOG_LEVEL": "WARNING",
     }
     process = subprocess.Popen(
@@ -189,7 +189,7 @@ def main() -> None:
         token = create_token(env)
 
         port = free_port()
-        with gunicorn("baseline_app:create_app()", env, port):
+        with gunicorn("bare_flask:create_app()", env, port):
             baseline = load(port, token, args.seconds, args.connections)
 
         port = free_port()

@@ -11,6 +11,7 @@ from router.commands import router_group
 
 from kcc_cli.config import config_group
 from kcc_cli.deadletters import dead_letters_group
+from kcc_cli.dev import dev
 from kcc_cli.token import token_group
 
 
@@ -33,6 +34,7 @@ for group in (
     config_group,
     rules_group,
     dead_letters_group,
+    dev,
 ):
     cli.add_command(group)
 

@@ -7,6 +7,8 @@ import hmac
 import json
 import re
 import secrets
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ ROLES: Final = ("agent", "staff", "ops", "admin")
 TOKEN_PREFIX: Final = "kcc_"  # noqa: S105 - a prefix, not a secret
 _USER_ID = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _DEPARTMENT = re.compile(r"^[a-z0-9-]{1,64}$")
+_CACHE_MAX = 10_000
 
 
 class TokenError(ValueError):
@@ -79,9 +82,14 @@ def hash_token(token: str) -> str:
 class TokenStore:
     """Creates, checks and revokes tokens; the plaintext exists only in `create`'s return."""
 
-    def __init__(self, engine: Engine, table: Table) -> None:
+    def __init__(self, engine: Engine, table: Table, *, cache_seconds: float = 0.0) -> None:
         self._engine = engine
         self._table = table
+        # Every API call authenticates; a short cache saves a database round trip per call.
+        # The price: a token revoked by another process keeps working up to cache_seconds.
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._cache_lock = threading.Lock()
 
     def create(
         self,
@@ -97,16 +105,16 @@ class TokenStore:
         problems = []
         if role not in ROLES:
             problems.append(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-        if not _USER_ID.match(user_id):
+        if not _USER_ID.fullmatch(user_id):
             problems.append("user id must be 1-64 letters, digits or . _ @ -")
-        if team is not None and not _USER_ID.match(team):
+        if team is not None and not _USER_ID.fullmatch(team):
             problems.append("team must be 1-64 letters, digits or . _ @ -")
         if role == "staff" and not depts:
             problems.append("a staff token needs at least one --department")
         if role != "staff" and depts:
             problems.append("only staff tokens are bound to departments")
         for d in depts:
-            if not _DEPARTMENT.match(d):
+            if not _DEPARTMENT.fullmatch(d):
                 problems.append(f"department {d!r} is not a department id")
             elif known_departments is not None and d not in known_departments:
                 problems.append(f"unknown department {d!r}")
@@ -141,6 +149,11 @@ class TokenStore:
         if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
             return None
         digest = hash_token(token)
+        if self._cache_seconds > 0:
+            with self._cache_lock:
+                cached = self._cache.get(digest)
+            if cached is not None and cached[1] > time.monotonic():
+                return cached[0]
         t = self._table
         with self._engine.connect() as connection:
             row = connection.execute(
@@ -148,15 +161,23 @@ class TokenStore:
             ).first()
         if row is None or not hmac.compare_digest(row.token_hash, digest):
             return None
-        return Principal(
+        principal = Principal(
             user_id=row.user_id,
             role=row.role,
             team=row.team,
             departments=frozenset(json.loads(row.departments)),
             token_id=row.id,
         )
+        if self._cache_seconds > 0:
+            with self._cache_lock:
+                if len(self._cache) >= _CACHE_MAX:
+                    self._cache.clear()
+                self._cache[digest] = (principal, time.monotonic() + self._cache_seconds)
+        return principal
 
     def revoke(self, token_id: str) -> bool:
+        with self._cache_lock:
+            self._cache.clear()
         t = self._table
         with write(self._engine) as connection:
             result = connection.execute(

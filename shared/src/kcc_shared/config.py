@@ -102,6 +102,14 @@ class Config:
         default="127.0.0.1",
         metadata=_doc("KCC_METRICS_HOST", "Address that port binds to (0.0.0.0 in containers)."),
     )
+    auth_cache_seconds: float = field(
+        default=10.0,
+        metadata=_doc(
+            "KCC_AUTH_CACHE_SECONDS",
+            "How long a checked API token is trusted without asking the database again; a "
+            "token revoked elsewhere stops working within this time. 0 turns the cache off.",
+        ),
+    )
     secret_key: str | None = field(
         default=None,
         metadata=_doc("KCC_SECRET_KEY", "Signs session cookies of the web pages; required there."),
@@ -127,10 +135,15 @@ class Config:
             except ValueError as exc:
                 problems.append(f"{name}={raw!r}: {exc}")
         values.update(overrides)
+        config = cls(**values)
+        try:
+            config.validate()
+        except ConfigError as exc:
+            # A variable that did not even cast is left at its default here, so the checks
+            # report every *other* problem too: one start-up tells the operator everything.
+            problems += exc.problems
         if problems:
             raise ConfigError(problems)
-        config = cls(**values)
-        config.validate()
         return config
 
     def with_(self, **changes: Any) -> Config:
@@ -161,6 +174,8 @@ class Config:
             problems.append("KCC_OUTBOX_POLL_INTERVAL: must be between 0 and 60 seconds")
         if not 1 <= self.outbox_batch_size <= 5000:
             problems.append("KCC_OUTBOX_BATCH_SIZE: must be between 1 and 5000")
+        if not 0 <= self.auth_cache_seconds <= 300:
+            problems.append("KCC_AUTH_CACHE_SECONDS: must be between 0 and 300 seconds")
         if not 1 <= self.prefetch <= 10000:
             problems.append("KCC_PREFETCH: must be between 1 and 10000")
         if not 0 <= self.metrics_port <= 65535:
@@ -222,6 +237,7 @@ _CASTS: Final[Mapping[str, Callable[[str], Any]]] = {
     "outbox_batch_size": _number(int),
     "prefetch": _number(int),
     "metrics_port": _number(int),
+    "auth_cache_seconds": _number(float),
     "metrics_host": _plain,
     "secret_key": _plain,
 }

@@ -43,7 +43,9 @@ def create_app(config: Config | None = None) -> Flask:
     store.create_schema()
     auth_engine = engine if config.auth_url == config.database_url else make_engine(config.auth_url)
     auth_metadata = MetaData()
-    tokens = TokenStore(auth_engine, tokens_table(auth_metadata))
+    tokens = TokenStore(
+        auth_engine, tokens_table(auth_metadata), cache_seconds=config.auth_cache_seconds
+    )
     auth_metadata.create_all(auth_engine)
 
     connections = connection_factory(config.broker_url, timeout=config.publish_timeout)

@@ -240,7 +240,25 @@ class RequestStore:
             if existing is None:
                 raise
             return self._replay(existing, fingerprint)
-        return Submission(self.get(request_id), replayed=False)
+        # Built from what was just written: re-reading would cost two more queries per POST.
+        request = Request(
+            id=request_id,
+            agent_id=agent.user_id,
+            team=agent.team,
+            question=new.question,
+            category=new.category,
+            priority=new.priority,
+            channel=new.channel,
+            citizen_ref=new.citizen_ref,
+            tags=list(new.tags),
+            status="submitted",
+            department=None,
+            answer=None,
+            created_at=now,
+            updated_at=now,
+            timeline=[_timeline_entry(event)],
+        )
+        return Submission(request, replayed=False)
 
     def _replay(self, existing: tuple[str, str], fingerprint: str) -> Submission:
         request_id, stored_fingerprint = existing
@@ -263,17 +281,16 @@ class RequestStore:
 
     def _record(self, connection: Connection, event: Event) -> None:
         """Add the event to the request's timeline and to the outbox, in the caller's tx."""
-        keep = _TIMELINE_DETAILS.get(event.type, ())
-        details = {k: event.data[k] for k in keep if event.data.get(k) is not None}
+        entry = _timeline_entry(event)
         connection.execute(
             insert(timeline_table).values(
-                event_id=event.id,
+                event_id=entry.event_id,
                 request_id=event.request_id,
-                type=event.type,
-                occurred_at=event.occurred_at,
+                type=entry.type,
+                occurred_at=entry.occurred_at,
                 actor_kind=event.actor.kind,
                 actor_id=event.actor.id,
-                details=json.dumps(details),
+                details=json.dumps(entry.details),
             )
         )
         self.outbox.add(connection, [event])
@@ -363,6 +380,17 @@ class RequestStore:
             )
             self._record(connection, event)
         return self.get(request_id)
+
+
+def _timeline_entry(event: Event) -> TimelineEntry:
+    keep = _TIMELINE_DETAILS.get(event.type, ())
+    return TimelineEntry(
+        event_id=event.id,
+        type=event.type,
+        occurred_at=event.occurred_at,
+        actor={"kind": event.actor.kind, "id": event.actor.id},
+        details={k: event.data[k] for k in keep if event.data.get(k) is not None},
+    )
 
 
 def _may_view(viewer: Principal, row: Any) -> bool:
