@@ -254,6 +254,20 @@ def new_event(
         loaded = schema.load(schema.dump(data))
     except ValidationError as exc:
         raise InvalidEvent(f"{type_} data invalid: {_flatten(exc.messages)}") from exc
+    # The envelope too: an event this builds must be one every consumer's parse_event accepts.
+    for name, value in (
+        ("id", event_id),
+        ("request_id", request_id),
+        ("correlation_id", correlation_id),
+    ):
+        if value is not None and not _is_uuid(value):
+            raise InvalidEvent(f"{name}: not a valid UUID")
+    if actor.kind not in ACTOR_KINDS:
+        raise InvalidEvent(f"actor.kind: must be one of {', '.join(ACTOR_KINDS)}")
+    if not 1 <= len(actor.id) <= ID_MAX_LENGTH:
+        raise InvalidEvent(f"actor.id: must be 1-{ID_MAX_LENGTH} characters")
+    if occurred_at is not None and occurred_at.utcoffset() is None:
+        raise InvalidEvent("occurred_at: must be timezone-aware (UTC on the wire)")
     return Event(
         id=event_id or str(uuid.uuid4()),
         type=type_,
@@ -301,6 +315,14 @@ def parse_event(body: bytes | str | Mapping[str, Any]) -> Event:
         data=data,
         schema_version=env["schema_version"],
     )
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return False
+    return True
 
 
 def derived_event_id(source_event_id: str, purpose: str) -> str:

@@ -9,6 +9,8 @@ from flask import Blueprint, Response, jsonify
 from kombu.connection import Connection
 from sqlalchemy import Engine, text
 
+from kcc_shared.publisher import connect_once
+
 log = logging.getLogger(__name__)
 
 Check = Callable[[], None]
@@ -26,7 +28,7 @@ def broker_check(connection_factory: Callable[[], Connection]) -> Check:
     def check() -> None:
         connection = connection_factory()
         try:
-            connection.connect()
+            connect_once(connection)
         finally:
             connection.release()
 

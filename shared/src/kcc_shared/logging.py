@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -22,9 +23,17 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 def _scrub(value: Any) -> Any:
     # Defence in depth: code never logs request text, but an exception message might quote it.
+    # Containers are walked and any other object is logged as its (scrubbed) text: an exception
+    # or a dict passed in `extra=` must not carry a BSN past the check.
     if isinstance(value, str):
         return redact_bsn(value)[0]
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {str(_scrub(k)): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v) for v in value]
+    return redact_bsn(str(value))[0]
 
 
 class JsonFormatter(logging.Formatter):

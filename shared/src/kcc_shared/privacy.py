@@ -15,8 +15,11 @@ _LABEL = (
     r"(?:\s*(?:nr\.?|nummer))?\s*[:.#=]?\s*)"
 )
 _DIGITS = r"(?:\d[\s.\-]?){8}\d"
+# A Dutch mobile number without its trunk 0 is nine digits too: after +31, 0031 or (0) it is a
+# phone number ("+31 6 12345671"), not a BSN, even when it happens to pass the 11-check.
+_PHONE_PREFIX = r"(?<!\+31)(?<!\+31[\s\-])(?<!0031[\s\-])(?<!\(0\))(?<!\(0\)\s)"
 _CANDIDATE = re.compile(
-    rf"(?P<label>{_LABEL})?(?<![\d\-./])(?P<number>{_DIGITS})(?![\d]|[\-./]\d)",
+    rf"(?P<label>{_LABEL})?(?<![\d\-./]){_PHONE_PREFIX}(?P<number>{_DIGITS})(?![\d]|[\-./]\d)",
     re.IGNORECASE,
 )
 

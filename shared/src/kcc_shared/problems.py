@@ -111,6 +111,9 @@ def register_problem_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
         status = exc.code or 500
+        # Keep the exception's own headers (a 405's Allow, a 401's WWW-Authenticate, a 429's
+        # Retry-After): the problem body replaces only the body.
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         data = getattr(exc, "data", None) or {}
         messages = data.get("messages") if isinstance(data, Mapping) else None
         if messages:
@@ -120,9 +123,10 @@ def register_problem_handlers(app: Flask) -> None:
                 title="Invalid request",
                 slug="validation",
                 errors=messages,
+                headers=headers,
             )
         detail = exc.description or HTTPStatus(status).phrase
-        return problem_response(status, detail)
+        return problem_response(status, detail, headers=headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -89,7 +89,7 @@ class Publisher:
             return self._channel
         connection = self._connection_factory()
         try:
-            connection.connect()
+            connect_once(connection)
             if self._on_connect is not None:
                 self._on_connect(connection)
             channel = connection.channel()
@@ -189,6 +189,15 @@ class Publisher:
                 connection.release()
             except Exception:  # closing a broken connection may fail in many ways; it is gone
                 log.debug("publisher_close_failed", exc_info=True)
+
+
+def connect_once(connection: Connection) -> Connection:
+    """One connection attempt, bounded by the connection's connect_timeout.
+
+    Note: kombu's `Connection.connect()` retries once after a fixed 2 s pause (the
+    transport_options intervals do not reach it), which would stretch every publish timeout.
+    """
+    return connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
 
 
 def connection_factory(broker_url: str, *, timeout: float) -> Callable[[], Connection]:
