@@ -197,7 +197,8 @@ def connect_once(connection: Connection) -> Connection:
     Note: kombu's `Connection.connect()` retries once after a fixed 2 s pause (the
     transport_options intervals do not reach it), which would stretch every publish timeout.
     """
-    return connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
+    connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
+    return connection
 
 
 def connection_factory(broker_url: str, *, timeout: float) -> Callable[[], Connection]:
