@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+# Note: prometheus-client opens files in PROMETHEUS_MULTIPROC_DIR as soon as a service module
+# defines its metrics, i.e. on the imports below. Make sure the folder exists first (gunicorn's
+# master wipes it again when `kcc intake serve` starts it).
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
 import click
 from intake.commands import intake_group
 from kcc_shared.config import Config, ConfigError
