@@ -185,6 +185,9 @@ class TcpProxy:
             for s in (source, sink):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
+            # Each socket is the source of exactly one pipe: that pipe closes it, so no thread
+            # ever reads a descriptor another thread closed (and the kernel reused).
+            source.close()
 
     def cut(self) -> None:
         """Drop every open connection and refuse new ones until `restore`."""
@@ -196,7 +199,6 @@ class TcpProxy:
         for s in sockets:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            s.close()
 
     def restore(self) -> None:
         self._up.set()
