@@ -8,6 +8,8 @@ the dev-set questions into router.work, and drains them twice per round:
             batching (batch = prefetch/2, the same idle timeout) and batched confirms on a
             second connection;
   router:   the real RouterWorker (parse, rules, due times, routed event, confirms, acks).
+A third drain, "machinery", runs the RouterWorker with routing replaced by the baseline's copy:
+it shows what the worker's own batching costs, apart from routing.
 Then it reads every department queue and counts messages and distinct ids: lost and
 duplicated must be 0. Prints one JSON object; the vhost is deleted at the end.
 """
@@ -42,7 +44,7 @@ from kcc_shared.topology import declare, department_queue, routed_key, service_q
 from kombu.connection import Connection
 from kombu.message import Message
 from kombu.messaging import Consumer
-from router.worker import DEFAULT_IDLE_TIMEOUT, RouterWorker
+from router.worker import DEFAULT_IDLE_TIMEOUT, RouterWorker, _Delivery
 
 DEV_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "routing-questions-dev.jsonl"
 HOST = "127.0.0.1:5672"
@@ -190,6 +192,20 @@ class NoopLoop:
         self.publisher.close()
 
 
+class MachineryOnly(RouterWorker):
+    """The router's consume/batch/confirm/ack machinery, routing replaced by a plain copy."""
+
+    def _decide(self, delivery: _Delivery, now: Any) -> None:
+        message = delivery.message
+        department = self.bench_departments[message.delivery_tag % len(self.bench_departments)]
+        delivery.kind, delivery.department, delivery.reason = "routed", department, "rule"
+        delivery.outgoing = Outgoing(
+            message.properties["message_id"], routed_key(department), message.body
+        )
+
+    bench_departments: list[str] = []
+
+
 def drain_with(
     name: str,
     start: Callable[[], Callable[[], None]],
@@ -258,6 +274,18 @@ def main() -> None:
 
             ids = preload(url, args.messages, rows)
 
+            def start_machinery() -> Callable[[], None]:
+                worker = MachineryOnly(url, organisation, prefetch=args.prefetch)
+                worker.bench_departments = departments
+                worker.start()
+                return worker.stop
+
+            runs.append(
+                drain_with("machinery", start_machinery, url, departments, args.messages, set(ids))
+            )
+
+            ids = preload(url, args.messages, rows)
+
             def start_router() -> Callable[[], None]:
                 worker = RouterWorker(url, organisation, prefetch=args.prefetch)
                 worker.start()
@@ -267,14 +295,14 @@ def main() -> None:
             runs.append(
                 drain_with("router", start_router, url, departments, args.messages, routed_ids)
             )
-            print(json.dumps(runs[-2:]), file=sys.stderr)
+            print(json.dumps(runs[-3:]), file=sys.stderr)
     finally:
         rabbitmqctl("delete_vhost", vhost)
 
     def rate(name: str) -> float:
         return float(statistics.median(r["msgs_per_s"] for r in runs if r["name"] == name))
 
-    baseline, router = rate("baseline"), rate("router")
+    baseline, machinery, router = rate("baseline"), rate("machinery"), rate("router")
     print(
         json.dumps(
             {
@@ -283,8 +311,10 @@ def main() -> None:
                 "prefetch": args.prefetch,
                 "batch_size": max(1, args.prefetch // 2),
                 "baseline_msgs_per_s": round(baseline, 1),
+                "machinery_msgs_per_s": round(machinery, 1),
                 "router_msgs_per_s": round(router, 1),
                 "ratio": round(router / baseline, 3),
+                "ratio_to_machinery": round(router / machinery, 3),
                 "goal_ratio": 0.7,
                 "lost": sum(r["lost"] for r in runs if r["name"] == "router"),
                 "duplicated": sum(r["duplicated"] for r in runs if r["name"] == "router"),

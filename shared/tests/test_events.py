@@ -230,9 +230,9 @@ INVALID: list[Any] = [
     pytest.param(changed(type="request.exploded"), InvalidEvent, "type:", id="unknown type"),
     pytest.param(changed(type=None), InvalidEvent, "type:", id="null type"),
     pytest.param(changed(schema_version=2), UnknownSchemaVersion, "schema_version", id="v2"),
-    pytest.param(
-        changed(schema_version="2"), UnknownSchemaVersion, "schema_version", id="v2 as text"
-    ),
+    # JSON types are part of the contract: a version written as text is malformed.
+    pytest.param(changed(schema_version="2"), InvalidEvent, "schema_version:", id="v2 as text"),
+    pytest.param(changed(schema_version=True), InvalidEvent, "schema_version:", id="v as bool"),
     pytest.param(changed(schema_version=0), UnknownSchemaVersion, "schema_version", id="v0"),
     pytest.param(
         changed(schema_version="one"), InvalidEvent, "schema_version:", id="version not a number"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+import uuid
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from kcc_shared.publisher import (
 )
 from kcc_shared.topology import (
     DEAD_AT_HEADER,
+    DEAD_EXCHANGE,
     DEAD_QUEUE,
     DEAD_QUEUE_HEADER,
     DEAD_REASON_HEADER,
@@ -36,6 +39,7 @@ __all__ = [
     "DeadLetterNotFound",
     "ParkingLot",
     "ReplayResult",
+    "parked",
 ]
 
 # Headers that describe the message's death; a replayed message starts a clean life.
@@ -295,3 +299,31 @@ def _when(value: Any) -> datetime | None:
     except ValueError:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+_PARKED_NAMESPACE: Final = uuid.UUID("6f1d8e56-3c1e-4c55-9a55-5b2f4f3f0d11")
+REASON_MAX: Final = 500
+
+
+def parked(message: Any, *, reason: str, queue: str, now: datetime) -> Outgoing:
+    """The dead letter for a consumed message that can never be processed: its original body
+    and routing key, with why, from where and when in headers (the body is never altered)."""
+    raw = message.body
+    body = raw if isinstance(raw, bytes) else str(raw).encode()
+    # A message without a message_id still gets a stable one, so a replay can name it.
+    message_id = message.properties.get("message_id") or str(
+        uuid.uuid5(_PARKED_NAMESPACE, hashlib.sha256(body).hexdigest())
+    )
+    routing_key = message.delivery_info.get("routing_key") or ""
+    return Outgoing(
+        message_id=message_id,
+        routing_key=routing_key,
+        body=body,
+        exchange=DEAD_EXCHANGE,
+        headers={
+            DEAD_REASON_HEADER: reason[:REASON_MAX],
+            DEAD_QUEUE_HEADER: queue,
+            DEAD_ROUTING_KEY_HEADER: routing_key,
+            DEAD_AT_HEADER: now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        },
+    )

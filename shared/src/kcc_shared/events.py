@@ -173,18 +173,9 @@ DATA_SCHEMAS: Final[Mapping[str, Schema]] = {
 EVENT_TYPES: Final = tuple(DATA_SCHEMAS)
 
 
-class EnvelopeSchema(_Strict):
-    id = fields.UUID(required=True)
-    type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
-    occurred_at = fields.AwareDateTime(required=True)
-    request_id = fields.UUID(required=True)
-    schema_version = fields.Integer(required=True)
-    correlation_id = fields.UUID(required=True)
-    actor = fields.Nested(ActorSchema, required=True)
-    data = fields.Dict(required=True)
-
-
-_ENVELOPE = EnvelopeSchema()
+ENVELOPE_FIELDS: Final = frozenset(
+    {"id", "type", "occurred_at", "request_id", "schema_version", "correlation_id", "actor", "data"}
+)
 
 
 @dataclass(frozen=True)
@@ -225,7 +216,11 @@ class Event:
             "schema_version": self.schema_version,
             "correlation_id": self.correlation_id,
             "actor": {"kind": self.actor.kind, "id": self.actor.id},
-            "data": DATA_SCHEMAS[self.type].dump(self.data),
+            # `data` was loaded through its schema, so it holds exactly the schema's fields:
+            # plain JSON values and datetimes, written the same way as occurred_at.
+            "data": {
+                k: _rfc3339(v) if isinstance(v, datetime) else v for k, v in self.data.items()
+            },
         }
 
     def to_json(self) -> str:
@@ -295,26 +290,82 @@ def parse_event(body: bytes | str | Mapping[str, Any]) -> Event:
         raise UnknownSchemaVersion(
             f"schema_version {version} is not supported (this service reads {SCHEMA_VERSION})"
         )
+    envelope_problems = _envelope_problems(raw)
+    if envelope_problems:
+        raise InvalidEvent(f"envelope invalid: {'; '.join(envelope_problems)}")
     try:
-        env = _ENVELOPE.load(raw)
+        data = DATA_SCHEMAS[raw["type"]].load(raw["data"])
     except ValidationError as exc:
-        raise InvalidEvent(f"envelope invalid: {_flatten(exc.messages)}") from exc
-    if env["schema_version"] != SCHEMA_VERSION:
-        raise UnknownSchemaVersion(f"schema_version {env['schema_version']} is not supported")
-    try:
-        data = DATA_SCHEMAS[env["type"]].load(env["data"])
-    except ValidationError as exc:
-        raise InvalidEvent(f"{env['type']} data invalid: {_flatten(exc.messages)}") from exc
+        raise InvalidEvent(f"{raw['type']} data invalid: {_flatten(exc.messages)}") from exc
     return Event(
-        id=str(env["id"]),
-        type=env["type"],
-        occurred_at=env["occurred_at"].astimezone(UTC),
-        request_id=str(env["request_id"]),
-        correlation_id=str(env["correlation_id"]),
-        actor=Actor(env["actor"]["kind"], env["actor"]["id"]),
+        id=str(uuid.UUID(raw["id"])),
+        type=raw["type"],
+        occurred_at=_aware(raw["occurred_at"]).astimezone(UTC),
+        request_id=str(uuid.UUID(raw["request_id"])),
+        correlation_id=str(uuid.UUID(raw["correlation_id"])),
+        actor=Actor(raw["actor"]["kind"], raw["actor"]["id"]),
         data=data,
-        schema_version=env["schema_version"],
+        schema_version=SCHEMA_VERSION,
     )
+
+
+def _envelope_problems(raw: Mapping[str, Any]) -> list[str]:
+    """Every problem with the envelope as 'field: message' (never quoting a value).
+
+    Hand-written rather than a marshmallow schema: it runs for every message every consumer
+    takes, and a schema spent ~40 µs of the router's ~180 µs per message on it.
+    """
+    problems = [
+        f"{name}: Missing data for required field." for name in sorted(ENVELOPE_FIELDS - raw.keys())
+    ]
+    problems += [f"{name}: Unknown field." for name in sorted(raw.keys() - ENVELOPE_FIELDS)]
+    for name in ("id", "request_id", "correlation_id"):
+        if name in raw and not (isinstance(raw[name], str) and _is_uuid(raw[name])):
+            problems.append(f"{name}: Not a valid UUID.")
+    if "type" in raw and raw["type"] not in DATA_SCHEMAS:
+        problems.append(f"type: Must be one of: {', '.join(EVENT_TYPES)}.")
+    if "occurred_at" in raw:
+        try:
+            _aware(raw["occurred_at"])
+        except ValueError as exc:
+            problems.append(f"occurred_at: {exc}")
+    version = raw.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        problems.append("schema_version: Not a valid integer.")
+    if "actor" in raw:
+        problems += _actor_problems(raw["actor"])
+    if "data" in raw and not isinstance(raw["data"], dict):
+        problems.append("data: Not a valid mapping type.")
+    return problems
+
+
+def _actor_problems(actor: Any) -> list[str]:
+    if not isinstance(actor, dict):
+        return ["actor: Invalid input type."]
+    problems = [
+        f"actor.{k}: Missing data for required field."
+        for k in sorted({"kind", "id"} - actor.keys())
+    ]
+    problems += [f"actor.{k}: Unknown field." for k in sorted(actor.keys() - {"kind", "id"})]
+    if "kind" in actor and actor["kind"] not in ACTOR_KINDS:
+        problems.append(f"actor.kind: Must be one of: {', '.join(ACTOR_KINDS)}.")
+    if "id" in actor and not (
+        isinstance(actor["id"], str) and 1 <= len(actor["id"]) <= ID_MAX_LENGTH
+    ):
+        problems.append(f"actor.id: Must be text of 1 to {ID_MAX_LENGTH} characters.")
+    return problems
+
+
+def _aware(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("Not a valid datetime.")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("Not a valid datetime.") from None
+    if moment.utcoffset() is None:
+        raise ValueError("Not a valid aware datetime.")
+    return moment
 
 
 def _is_uuid(value: str) -> bool:
