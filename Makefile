@@ -33,7 +33,7 @@ lint: install
 	.venv/bin/ruff format --check .
 
 types: install
-	.venv/bin/mypy shared/src services/intake/src services/router/src cli/src bench
+	.venv/bin/mypy shared/src services/*/src cli/src bench conftest.py
 
 check: lint types test
 
