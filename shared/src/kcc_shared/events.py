@@ -290,7 +290,8 @@ def parse_event(body: bytes | str | Mapping[str, Any]) -> Event:
         raise UnknownSchemaVersion(
             f"schema_version {version} is not supported (this service reads {SCHEMA_VERSION})"
         )
-    envelope_problems = _envelope_problems(raw)
+    ids = {name: _canonical_uuid(raw.get(name)) for name in _ID_FIELDS}
+    envelope_problems = _envelope_problems(raw, ids)
     if envelope_problems:
         raise InvalidEvent(f"envelope invalid: {'; '.join(envelope_problems)}")
     try:
@@ -298,18 +299,21 @@ def parse_event(body: bytes | str | Mapping[str, Any]) -> Event:
     except ValidationError as exc:
         raise InvalidEvent(f"{raw['type']} data invalid: {_flatten(exc.messages)}") from exc
     return Event(
-        id=str(uuid.UUID(raw["id"])),
+        id=ids["id"] or "",
         type=raw["type"],
         occurred_at=_aware(raw["occurred_at"]).astimezone(UTC),
-        request_id=str(uuid.UUID(raw["request_id"])),
-        correlation_id=str(uuid.UUID(raw["correlation_id"])),
+        request_id=ids["request_id"] or "",
+        correlation_id=ids["correlation_id"] or "",
         actor=Actor(raw["actor"]["kind"], raw["actor"]["id"]),
         data=data,
         schema_version=SCHEMA_VERSION,
     )
 
 
-def _envelope_problems(raw: Mapping[str, Any]) -> list[str]:
+_ID_FIELDS: Final = ("id", "request_id", "correlation_id")
+
+
+def _envelope_problems(raw: Mapping[str, Any], ids: Mapping[str, str | None]) -> list[str]:
     """Every problem with the envelope as 'field: message' (never quoting a value).
 
     Hand-written rather than a marshmallow schema: it runs for every message every consumer
@@ -319,8 +323,8 @@ def _envelope_problems(raw: Mapping[str, Any]) -> list[str]:
         f"{name}: Missing data for required field." for name in sorted(ENVELOPE_FIELDS - raw.keys())
     ]
     problems += [f"{name}: Unknown field." for name in sorted(raw.keys() - ENVELOPE_FIELDS)]
-    for name in ("id", "request_id", "correlation_id"):
-        if name in raw and not (isinstance(raw[name], str) and _is_uuid(raw[name])):
+    for name in _ID_FIELDS:
+        if name in raw and ids[name] is None:
             problems.append(f"{name}: Not a valid UUID.")
     if "type" in raw and raw["type"] not in DATA_SCHEMAS:
         problems.append(f"type: Must be one of: {', '.join(EVENT_TYPES)}.")
@@ -366,6 +370,16 @@ def _aware(value: Any) -> datetime:
     if moment.utcoffset() is None:
         raise ValueError("Not a valid aware datetime.")
     return moment
+
+
+def _canonical_uuid(value: Any) -> str | None:
+    """The canonical text of a UUID given as text, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
 
 
 def _is_uuid(value: str) -> bool:

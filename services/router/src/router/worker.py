@@ -6,7 +6,6 @@ import hashlib
 import logging
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import amqp
+from kcc_shared.deadletters import parked
 from kcc_shared.events import InvalidEvent, UnknownSchemaVersion, parse_event
 from kcc_shared.organisation import Organisation, OrganisationError, load_organisation
 from kcc_shared.publisher import (
@@ -26,11 +26,6 @@ from kcc_shared.publisher import (
     connection_factory,
 )
 from kcc_shared.topology import (
-    DEAD_AT_HEADER,
-    DEAD_EXCHANGE,
-    DEAD_QUEUE_HEADER,
-    DEAD_REASON_HEADER,
-    DEAD_ROUTING_KEY_HEADER,
     declare,
     department_queue,
     service_queue,
@@ -60,8 +55,6 @@ BACKOFF_MAX: Final = 8.0
 # With nothing in hand the consumer wakes this often to check for stop() and the file.
 IDLE_POLL: Final = 0.2
 _DETAIL_MAX: Final = 300
-# Names dead letters that carry no message_id: the same body always gets the same id.
-_PARKED_NAMESPACE: Final = uuid.UUID("5b0e7c1e-6c2f-4d55-9a57-3f0e6a0b8d21")
 
 
 class NotReady(Exception):
@@ -427,25 +420,10 @@ class RouterWorker(ConsumerMixin):
             )
 
     def _park(self, delivery: _Delivery, reason: str, now: datetime) -> None:
-        message = delivery.message
-        body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
-        message_id = message.properties.get("message_id") or str(
-            uuid.uuid5(_PARKED_NAMESPACE, hashlib.sha256(body).hexdigest())
-        )
-        routing_key = message.delivery_info.get("routing_key") or ""
         delivery.kind = "dead_lettered"
         delivery.reason = reason[:_DETAIL_MAX]
-        delivery.outgoing = Outgoing(
-            message_id=message_id,
-            routing_key=routing_key,
-            body=body,
-            exchange=DEAD_EXCHANGE,
-            headers={
-                DEAD_REASON_HEADER: delivery.reason,
-                DEAD_QUEUE_HEADER: WORK_QUEUE,
-                DEAD_ROUTING_KEY_HEADER: routing_key,
-                DEAD_AT_HEADER: now.isoformat().replace("+00:00", "Z"),
-            },
+        delivery.outgoing = parked(
+            delivery.message, reason=delivery.reason, queue=WORK_QUEUE, now=now
         )
 
     def _ack_and_requeue(self, acks: list[_Delivery], requeues: list[_Delivery]) -> None:
