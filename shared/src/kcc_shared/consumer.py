@@ -212,8 +212,12 @@ class EventConsumer(ConsumerMixin):
         MESSAGES_CONSUMED.labels(self.service, self.queue.name, "dead_lettered").inc()
         log.warning(
             "message_dead_lettered",
-            extra={"service": self.service, "queue": self.queue.name, "reason": reason[:200],
-                   "message_id": letter.message_id},
+            extra={
+                "service": self.service,
+                "queue": self.queue.name,
+                "reason": reason[:200],
+                "message_id": letter.message_id,
+            },
         )
 
 
