@@ -16,10 +16,6 @@ from router.rules import (
     word_forms,
 )
 
-DEV_SET = (
-    Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "routing-questions-dev.jsonl"
-)
-
 SLA = """\
     sla:
       urgent: {first_response: 1h, resolution: 4h}
@@ -449,26 +445,24 @@ def test_default_rules_priorities(default_ruleset: RuleSet) -> None:
 
 
 @pytest.fixture(scope="module")
-def dev_rows() -> list[LabelledQuestion]:
-    if not DEV_SET.is_file():
-        pytest.skip(f"labelled dev set not found at {DEV_SET.resolve()}")
-    return read_labelled(DEV_SET.read_text(encoding="utf-8").splitlines())
+def labelled(dev_set_path: Path) -> list[LabelledQuestion]:
+    return read_labelled(dev_set_path.read_text(encoding="utf-8").splitlines())
 
 
 def test_default_rules_on_the_dev_set(
-    default_ruleset: RuleSet, dev_rows: list[LabelledQuestion]
+    default_ruleset: RuleSet, labelled: list[LabelledQuestion]
 ) -> None:
-    result = evaluate(default_ruleset, dev_rows)
+    result = evaluate(default_ruleset, labelled)
 
-    assert result.total == len(dev_rows) > 100
+    assert result.total == len(labelled) > 100
     assert result.accuracy >= 0.90, [m.question.id for m in result.misses]
     assert result.wrong_rate <= 0.03, [m.question.id for m in result.misses if not m.triaged]
 
 
 def test_route_and_explain_agree(
-    default_ruleset: RuleSet, dev_rows: list[LabelledQuestion]
+    default_ruleset: RuleSet, labelled: list[LabelledQuestion]
 ) -> None:
-    for row in dev_rows:
+    for row in labelled:
         for exclude in (frozenset(), frozenset({row.expected_department})):
             routed = default_ruleset.route(row.question, row.category, exclude)
             explained = default_ruleset.explain(row.question, row.category, exclude)

@@ -10,10 +10,6 @@ from click.testing import CliRunner
 from kcc_shared.organisation import load_organisation
 from router.cli import rules_group
 
-DEV_SET = (
-    Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "routing-questions-dev.jsonl"
-)
-
 
 @pytest.fixture
 def runner() -> CliRunner:
@@ -234,11 +230,8 @@ def test_eval_dataset_not_utf8(runner: CliRunner, tmp_path: Path) -> None:
     assert result.stderr.strip() == f"Error: {path}: not UTF-8 text"
 
 
-def test_eval_on_the_dev_set(runner: CliRunner) -> None:
-    if not DEV_SET.is_file():
-        pytest.skip(f"labelled dev set not found at {DEV_SET.resolve()}")
-
-    result = runner.invoke(rules_group, ["eval", str(DEV_SET), "--json"])
+def test_eval_on_the_dev_set(runner: CliRunner, dev_set_path: Path) -> None:
+    result = runner.invoke(rules_group, ["eval", str(dev_set_path), "--json"])
 
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
