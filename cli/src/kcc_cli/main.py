@@ -17,6 +17,7 @@ from kcc_shared.config import Config, ConfigError
 from kcc_shared.logging import configure_logging
 from router.cli import rules_group
 from router.commands import router_group
+from sla_monitor.commands import sla_group
 
 from kcc_cli.config import config_group
 from kcc_cli.deadletters import dead_letters_group
@@ -43,6 +44,7 @@ for group in (
     config_group,
     rules_group,
     dead_letters_group,
+    sla_group,
     dev,
 ):
     cli.add_command(group)

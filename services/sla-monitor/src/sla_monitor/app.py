@@ -1,0 +1,82 @@
+"""The SLA monitor Flask application factory: summary API, overview page, /metrics, health."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from flask import Flask
+from kcc_shared.api import TOKENS_EXTENSION, make_api
+from kcc_shared.auth import TokenStore, tokens_table
+from kcc_shared.config import Config
+from kcc_shared.db import make_engine
+from kcc_shared.health import broker_check, database_check, health_blueprint
+from kcc_shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, instrument
+from kcc_shared.organisation import Organisation, load_organisation
+from kcc_shared.outbox import outbox_backlog
+from kcc_shared.problems import register_problem_handlers
+from kcc_shared.publisher import connection_factory
+from sqlalchemy import MetaData
+
+from sla_monitor.api import summary_blp
+from sla_monitor.metrics import OpenRequestsCollector, install_open_collector
+from sla_monitor.pages import pages_blp
+from sla_monitor.service import CONTEXT_EXTENSION, SlaContext
+from sla_monitor.store import SlaStore, outbox
+from sla_monitor.worker import SERVICE, utcnow
+
+DESCRIPTION = """\
+SLA figures of the KCC's back-office departments: clocks in business time per department,
+compliance, percentiles, open work, handoffs and satisfaction. Authenticate with
+`Authorization: Bearer <token>` of role ops or admin. Errors are `application/problem+json`.
+"""
+
+
+def create_app(
+    config: Config | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    organisation: Organisation | None = None,
+) -> Flask:
+    """Build the app; `run` serves it in the same process as the consumer and scheduler."""
+    config = config or Config.from_env()
+    organisation = organisation or load_organisation(config.organisation_file)
+
+    engine = make_engine(config.database_url)
+    store = SlaStore(engine, organisation)
+    store.create_schema()
+    auth_engine = engine if config.auth_url == config.database_url else make_engine(config.auth_url)
+    auth_metadata = MetaData()
+    tokens = TokenStore(
+        auth_engine, tokens_table(auth_metadata), cache_seconds=config.auth_cache_seconds
+    )
+    auth_metadata.create_all(auth_engine)
+
+    app = Flask(__name__)
+    app.extensions[CONTEXT_EXTENSION] = SlaContext(store, organisation, clock)
+    app.extensions[TOKENS_EXTENSION] = tokens
+
+    api = make_api(app, title="KCC SLA monitor", version="1.0.0", description=DESCRIPTION)
+    register_problem_handlers(app)
+    api.register_blueprint(summary_blp)
+    app.register_blueprint(pages_blp)
+    connections = connection_factory(config.broker_url, timeout=config.publish_timeout)
+    app.register_blueprint(
+        health_blueprint({"database": database_check(engine), "broker": broker_check(connections)})
+    )
+
+    # The SLA monitor is one process (not gunicorn): the default registry and a custom
+    # collector that reads the open figures at scrape time.
+    install_open_collector(OpenRequestsCollector(lambda: store.open_figures(clock())))
+
+    def refresh_outbox_gauges() -> None:
+        backlog = outbox_backlog(engine, outbox, clock())
+        OUTBOX_BACKLOG.labels(SERVICE).set(backlog.unsent)
+        OUTBOX_OLDEST_AGE.labels(SERVICE).set(backlog.oldest_age_seconds)
+
+    instrument(app, SERVICE, before_scrape=[refresh_outbox_gauges])
+    return app
+
+
+def store_of(app: Flask) -> SlaStore:
+    context: SlaContext = app.extensions[CONTEXT_EXTENSION]
+    return context.store

@@ -1,0 +1,691 @@
+"""The SLA monitor's store: event history, clock rows, open-request aggregates and the summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from kcc_shared.consumer import processed_events_table
+from kcc_shared.db import UtcDateTime, is_postgres, write
+from kcc_shared.events import SYSTEM, Event, derived_event_id, new_event
+from kcc_shared.organisation import Organisation
+from kcc_shared.outbox import Outbox, outbox_table
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Row,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+
+from sla_monitor import metrics
+from sla_monitor.clocks import (
+    CLOCK_EVENT_TYPES,
+    US,
+    Clock,
+    Derived,
+    HistoryEvent,
+    business_origin_us,
+    business_us_since_epoch,
+    derive,
+    due_notices,
+    next_due,
+    percentile,
+)
+from sla_monitor.metrics import OPEN_STATES, OpenFigures
+
+__all__ = ["WINDOWS", "SlaStore", "metadata"]
+
+log = logging.getLogger(__name__)
+
+Observation = Callable[[], None]
+
+WINDOWS: Final[Mapping[str, timedelta]] = {
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+# Only these fields of an event are kept: enough to rebuild every clock, never any text.
+_KEPT_FIELDS: Final = ("department", "priority", "reason", "from_department", "handoff_count")
+BigInt = Integer().with_variant(BigInteger(), "postgresql")
+
+metadata = MetaData()
+
+events_table = Table(
+    "sla_events",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("request_id", String(36), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_sla_events_request", "request_id"),
+)
+
+clocks_table = Table(
+    "sla_clocks",
+    metadata,
+    Column("request_id", String(36), primary_key=True),
+    Column("segment", String(36), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("round", Integer, primary_key=True),
+    Column("department", String(64), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("target_s", Integer, nullable=False),
+    Column("warning_us", BigInt, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("elapsed_us", BigInt, nullable=False),
+    Column("running_since", UtcDateTime, nullable=True),
+    # For running clocks: elapsed = B(now) - origin_us (see clocks.business_origin_us).
+    Column("origin_us", BigInt, nullable=True),
+    Column("closed_at", UtcDateTime, nullable=True),
+    Column("close_reason", String(16), nullable=True),
+    Column("outcome", String(8), nullable=True),
+    Column("next_due", UtcDateTime, nullable=True),
+    # Flags survive recomputes: a warning or breach is announced (and counted) once per clock.
+    Column("warned", Boolean, nullable=False, default=False),
+    Column("breached", Boolean, nullable=False, default=False),
+    Column("breached_at", UtcDateTime, nullable=True),
+    Column("observed", Boolean, nullable=False, default=False),
+    Index("ix_sla_clocks_due", "status", "next_due"),
+    Index("ix_sla_clocks_origin", "kind", "status", "department", "origin_us"),
+    Index("ix_sla_clocks_paused", "kind", "status", "department", "elapsed_us"),
+    Index("ix_sla_clocks_closed", "closed_at"),
+    Index("ix_sla_clocks_breached", "breached_at"),
+)
+
+requests_table = Table(
+    "sla_requests",
+    metadata,
+    Column("request_id", String(36), primary_key=True),
+    Column("department", String(64), nullable=True),
+    Column("priority", String(16), nullable=True),
+    Column("state", String(32), nullable=False),
+)
+
+# Open requests per (department, state), kept in step with sla_requests in the same
+# transaction, so a scrape reads a few rows instead of counting every open request.
+open_counts_table = Table(
+    "sla_open_counts",
+    metadata,
+    Column("department", String(64), primary_key=True),
+    Column("state", String(32), primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+handoffs_table = Table(
+    "sla_handoffs",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("from_department", String(64), nullable=False),
+    Column("to_department", String(64), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Index("ix_sla_handoffs_at", "occurred_at"),
+)
+
+ratings_table = Table(
+    "sla_ratings",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("department", String(64), nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("thanks", Boolean, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Index("ix_sla_ratings_at", "occurred_at"),
+)
+
+processed = processed_events_table(metadata)
+outbox = outbox_table(metadata)
+
+
+@dataclass(frozen=True)
+class _Flags:
+    warned: bool = False
+    breached: bool = False
+    breached_at: datetime | None = None
+    observed: bool = False
+
+
+class SlaStore:
+    """Stores events, derives clocks from them and answers the summary and the scrape."""
+
+    def __init__(self, engine: Engine, org: Organisation) -> None:
+        self.engine = engine
+        self.org = org
+        self.outbox = Outbox(outbox)
+        self.histograms = metrics.clock_histograms(org)
+
+    def create_schema(self) -> None:
+        metadata.create_all(self.engine)
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    def apply(self, connection: Connection, event: Event, now: datetime) -> list[Observation]:
+        """Apply one event inside the consumer's transaction; return the metric updates to make
+        after the commit (so a rolled-back event never counts)."""
+        observations: list[Observation] = [lambda: metrics.EVENTS_INGESTED.labels(event.type).inc()]
+        if event.type == "request.rated":
+            observations += self._rated(connection, event)
+            return observations
+        if event.type not in CLOCK_EVENT_TYPES:
+            return observations  # submitted, reroute requests, our own notices: no clock
+        kept = {k: event.data[k] for k in _KEPT_FIELDS if event.data.get(k) is not None}
+        connection.execute(
+            insert(events_table).values(
+                event_id=event.id,
+                request_id=event.request_id,
+                type=event.type,
+                occurred_at=event.occurred_at,
+                data=json.dumps(kept),
+            )
+        )
+        if event.type == "request.routed":
+            observations += self._handoff(connection, event)
+        derived = derive(event.request_id, self._history(connection, event.request_id), self.org)
+        observations += self._save(connection, event.request_id, derived, now, live=True)
+        return observations
+
+    def _history(self, connection: Connection, request_id: str) -> list[HistoryEvent]:
+        e = events_table
+        rows = connection.execute(
+            select(e.c.event_id, e.c.type, e.c.occurred_at, e.c.data).where(
+                e.c.request_id == request_id
+            )
+        )
+        return [HistoryEvent(r.event_id, r.type, r.occurred_at, json.loads(r.data)) for r in rows]
+
+    def _handoff(self, connection: Connection, event: Event) -> list[Observation]:
+        source = event.data.get("from_department")
+        target = str(event.data["department"])
+        if not source or source == target:
+            return []
+        connection.execute(
+            insert(handoffs_table).values(
+                event_id=event.id,
+                from_department=source,
+                to_department=target,
+                occurred_at=event.occurred_at,
+            )
+        )
+        labels = (self._label(source), self._label(target))
+        return [lambda: metrics.HANDOFFS.labels(*labels).inc()]
+
+    def _rated(self, connection: Connection, event: Event) -> list[Observation]:
+        department = event.data.get("department")
+        if not department:
+            department = connection.execute(
+                select(requests_table.c.department).where(
+                    requests_table.c.request_id == event.request_id
+                )
+            ).scalar_one_or_none()
+        if not department:
+            log.warning("rating_without_department", extra={"event_id": event.id})
+            return []
+        score, thanks = int(event.data["score"]), bool(event.data["thanks"])
+        connection.execute(
+            insert(ratings_table).values(
+                event_id=event.id,
+                department=department,
+                score=score,
+                thanks=thanks,
+                occurred_at=event.occurred_at,
+            )
+        )
+        label = self._label(department)
+        observations: list[Observation] = [lambda: metrics.RATINGS.labels(label, str(score)).inc()]
+        if thanks:
+            observations.append(lambda: metrics.THANKS.labels(label).inc())
+        return observations
+
+    def _label(self, department: str) -> str:
+        # Label values come from configuration only.
+        return department if department in self.org.departments else "unknown"
+
+    # -- clocks -------------------------------------------------------------------------------
+
+    def _save(
+        self,
+        connection: Connection,
+        request_id: str,
+        derived: Derived,
+        now: datetime,
+        *,
+        live: bool,
+    ) -> list[Observation]:
+        """Replace a request's clock rows with the derived ones, keeping their flags.
+
+        live: announce thresholds passed and observe closed clocks (the consumer); a recompute
+        only rebuilds rows, so it never emits or counts anything twice.
+        """
+        c = clocks_table
+        query = select(c).where(c.c.request_id == request_id)
+        if is_postgres(self.engine):
+            # Lock the rows first, so the scheduler cannot announce a threshold in between.
+            query = query.with_for_update()
+        existing = {
+            (r.request_id, r.segment, r.kind, r.round): _Flags(
+                r.warned, r.breached, r.breached_at, r.observed
+            )
+            for r in connection.execute(query)
+        }
+        connection.execute(delete(c).where(c.c.request_id == request_id))
+        observations: list[Observation] = []
+        rows: list[dict[str, Any]] = []
+        lineage: dict[tuple[str, str], _Flags] = {}
+        for clock in derived.clocks:
+            flags = existing.get(clock.key)
+            if flags is None:
+                # A reopen round continues its predecessor: what it announced stays announced.
+                before = lineage.get((clock.segment, clock.kind), _Flags())
+                flags = _Flags(before.warned, before.breached, before.breached_at)
+            if live:
+                flags, more = self._announce(connection, clock, flags, now)
+                observations += more
+            elif clock.closed_at is not None:
+                flags = _Flags(flags.warned, flags.breached, flags.breached_at, True)
+            lineage[(clock.segment, clock.kind)] = flags
+            rows.append(self._row(clock, flags))
+        if rows:
+            connection.execute(insert(c), rows)
+        self._set_request(connection, request_id, derived, bump=live)
+        return observations
+
+    def _row(self, clock: Clock, flags: _Flags) -> dict[str, Any]:
+        calendar = self.org.calendar_for(clock.department)
+        return {
+            "request_id": clock.request_id,
+            "segment": clock.segment,
+            "kind": clock.kind,
+            "round": clock.round,
+            "department": clock.department,
+            "priority": clock.priority,
+            "target_s": clock.target_s,
+            "warning_us": clock.warning_us,
+            "started_at": clock.started_at,
+            "status": clock.status,
+            "elapsed_us": clock.elapsed_us,
+            "running_since": clock.running_since,
+            "origin_us": business_origin_us(clock, calendar),
+            "closed_at": clock.closed_at,
+            "close_reason": clock.close_reason,
+            "outcome": clock.outcome,
+            "next_due": next_due(clock, calendar, warned=flags.warned, breached=flags.breached),
+            "warned": flags.warned,
+            "breached": flags.breached,
+            "breached_at": flags.breached_at,
+            "observed": flags.observed,
+        }
+
+    def _announce(
+        self, connection: Connection, clock: Clock, flags: _Flags, now: datetime
+    ) -> tuple[_Flags, list[Observation]]:
+        """Emit the thresholds this clock has passed, and observe it once when it closed."""
+        calendar = self.org.calendar_for(clock.department)
+        observations: list[Observation] = []
+        warned, breached, breached_at, observed = (
+            flags.warned,
+            flags.breached,
+            flags.breached_at,
+            flags.observed,
+        )
+        department, priority, kind = self._label(clock.department), clock.priority, clock.kind
+        notices = due_notices(clock, calendar, now, warned=warned, breached=breached)
+        events = []
+        for notice in notices:
+            type_ = "request.sla_warning" if notice.kind == "warning" else "request.sla_breached"
+            purpose = f"{type_.removeprefix('request.')}:{clock.kind}"
+            if clock.round:
+                purpose += f":round{clock.round}"
+            events.append(
+                new_event(
+                    type_,
+                    request_id=clock.request_id,
+                    actor=SYSTEM,
+                    event_id=derived_event_id(clock.segment, purpose),
+                    occurred_at=notice.at,
+                    data={
+                        "department": clock.department,
+                        "priority": priority,
+                        "clock": kind,
+                        "target_seconds": clock.target_s,
+                        "elapsed_seconds": notice.elapsed_us // US,
+                    },
+                )
+            )
+            if notice.kind == "warning":
+                warned = True
+            else:
+                breached, breached_at = True, notice.at
+                breach = metrics.SLA_OUTCOMES.labels(department, priority, kind, "breached")
+                observations.append(breach.inc)
+            observations.append(metrics.SLA_NOTICES.labels(notice.kind).inc)
+        self._emit(connection, events)
+        outcome = clock.outcome
+        if clock.closed_at is not None and not observed:
+            observed = True
+            if outcome is not None and clock.close_reason != "cancelled":
+                histogram = self.histograms.for_clock(kind)
+                seconds = clock.elapsed_us / US
+                observations.append(lambda: histogram.labels(department, priority).observe(seconds))
+            if outcome == "met":
+                observations.append(
+                    lambda: metrics.SLA_OUTCOMES.labels(department, priority, kind, "met").inc()
+                )
+        return _Flags(warned, breached, breached_at, observed), observations
+
+    def _emit(self, connection: Connection, events: list[Event]) -> None:
+        if not events:
+            return
+        # The ids are deterministic; one already in the outbox was announced before.
+        seen = set(
+            connection.execute(
+                select(outbox.c.event_id).where(outbox.c.event_id.in_([e.id for e in events]))
+            ).scalars()
+        )
+        self.outbox.add(connection, [e for e in events if e.id not in seen])
+
+    def _set_request(
+        self, connection: Connection, request_id: str, derived: Derived, *, bump: bool
+    ) -> None:
+        r = requests_table
+        before = connection.execute(
+            select(r.c.department, r.c.state).where(r.c.request_id == request_id)
+        ).one_or_none()
+        values = {
+            "department": derived.department,
+            "priority": derived.priority,
+            "state": derived.state,
+        }
+        if before is None:
+            connection.execute(insert(r).values(request_id=request_id, **values))
+        else:
+            connection.execute(update(r).where(r.c.request_id == request_id).values(**values))
+        if not bump:
+            return
+        old = (before.department, before.state) if before is not None else (None, None)
+        new = (derived.department, derived.state)
+        if old == new:
+            return
+        if old[0] is not None and old[1] in OPEN_STATES:
+            _bump(connection, old[0], old[1], -1)
+        if new[0] is not None and new[1] in OPEN_STATES:
+            _bump(connection, new[0], new[1], 1)
+
+    # -- the scheduler's work -------------------------------------------------------------
+
+    def fire_due(self, now: datetime, limit: int = 500) -> tuple[int, list[Observation]]:
+        """Announce every threshold running clocks passed by ``now``; returns (notices, metric
+        updates to make after commit)."""
+        c = clocks_table
+        observations: list[Observation] = []
+        fired = 0
+        with write(self.engine) as connection:
+            query = (
+                select(c)
+                .where(c.c.status == "running", c.c.next_due <= now)
+                .order_by(c.c.next_due)
+                .limit(limit)
+            )
+            if is_postgres(self.engine):
+                query = query.with_for_update(skip_locked=True)
+            for row in connection.execute(query).all():
+                clock = _clock_from_row(row)
+                flags = _Flags(row.warned, row.breached, row.breached_at, row.observed)
+                new_flags, more = self._announce(connection, clock, flags, now)
+                fired += int(new_flags.warned != flags.warned)
+                fired += int(new_flags.breached != flags.breached)
+                observations += more
+                calendar = self.org.calendar_for(clock.department)
+                connection.execute(
+                    update(c)
+                    .where(
+                        c.c.request_id == row.request_id,
+                        c.c.segment == row.segment,
+                        c.c.kind == row.kind,
+                        c.c.round == row.round,
+                    )
+                    .values(
+                        warned=new_flags.warned,
+                        breached=new_flags.breached,
+                        breached_at=new_flags.breached_at,
+                        next_due=next_due(
+                            clock,
+                            calendar,
+                            warned=new_flags.warned,
+                            breached=new_flags.breached,
+                        ),
+                    )
+                )
+        return fired, observations
+
+    def earliest_due(self) -> datetime | None:
+        c = clocks_table
+        with self.engine.connect() as connection:
+            value: datetime | None = connection.execute(
+                select(func.min(c.c.next_due)).where(c.c.status == "running")
+            ).scalar_one_or_none()
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    # -- recompute --------------------------------------------------------------------------
+
+    def recompute(self, now: datetime, batch: int = 500) -> int:
+        """Rebuild every clock row and the open aggregates from the stored history (after a
+        calendar or target change). Emits nothing: flags are kept, so a threshold already
+        announced is never announced again, and the scheduler announces what is newly due."""
+        with self.engine.connect() as connection:
+            request_ids = list(
+                connection.execute(select(events_table.c.request_id).distinct()).scalars()
+            )
+        for start in range(0, len(request_ids), batch):
+            with write(self.engine) as connection:
+                for request_id in request_ids[start : start + batch]:
+                    history = self._history(connection, request_id)
+                    derived = derive(request_id, history, self.org)
+                    self._save(connection, request_id, derived, now, live=False)
+        with write(self.engine) as connection:
+            connection.execute(delete(open_counts_table))
+            r = requests_table
+            counts = connection.execute(
+                select(r.c.department, r.c.state, func.count())
+                .where(r.c.state.in_(OPEN_STATES), r.c.department.is_not(None))
+                .group_by(r.c.department, r.c.state)
+            ).all()
+            if counts:
+                connection.execute(
+                    insert(open_counts_table),
+                    [{"department": d, "state": s, "count": n} for d, s, n in counts],
+                )
+        return len(request_ids)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def open_figures(self, now: datetime) -> list[OpenFigures]:
+        """Open counts and oldest open per department: a fixed number of index look-ups."""
+        departments = sorted(self.org.departments)
+        by_state: dict[str, dict[str, int]] = defaultdict(dict)
+        c = clocks_table
+        columns: list[Any] = []
+        for index, department in enumerate(departments):
+            columns.append(
+                select(func.min(c.c.origin_us))
+                .where(
+                    c.c.kind == "resolution", c.c.status == "running", c.c.department == department
+                )
+                .scalar_subquery()
+                .label(f"r{index}")
+            )
+            columns.append(
+                select(func.max(c.c.elapsed_us))
+                .where(
+                    c.c.kind == "resolution", c.c.status == "paused", c.c.department == department
+                )
+                .scalar_subquery()
+                .label(f"p{index}")
+            )
+        with self.engine.connect() as connection:
+            for department, state, count in connection.execute(select(open_counts_table)):
+                by_state[department][state] = int(count)
+            extremes = connection.execute(select(literal(1), *columns)).one() if columns else ()
+        figures = []
+        for index, department in enumerate(departments):
+            oldest_us = 0
+            origin, paused = extremes[1 + 2 * index], extremes[2 + 2 * index]
+            if origin is not None:
+                calendar = self.org.calendar_for(department)
+                oldest_us = business_us_since_epoch(calendar, now) - int(origin)
+            if paused is not None:
+                oldest_us = max(oldest_us, int(paused))
+            figures.append(OpenFigures(department, by_state.get(department, {}), oldest_us / US))
+        return figures
+
+    def summary(self, window: str, now: datetime) -> list[dict[str, Any]]:
+        """Per department: compliance, percentiles, open, oldest, breaches, handoffs, ratings."""
+        since = now - WINDOWS[window]
+        c, h, r = clocks_table, handoffs_table, ratings_table
+        elapsed: dict[tuple[str, str], list[float]] = defaultdict(list)
+        outcomes: dict[tuple[str, str, str], int] = defaultdict(int)
+        with self.engine.connect() as connection:
+            for row in connection.execute(
+                select(
+                    c.c.department, c.c.kind, c.c.outcome, c.c.elapsed_us, c.c.close_reason
+                ).where(c.c.closed_at >= since, c.c.closed_at <= now, c.c.outcome.is_not(None))
+            ):
+                outcomes[(row.department, row.kind, row.outcome)] += 1
+                if row.close_reason != "cancelled":
+                    elapsed[(row.department, row.kind)].append(row.elapsed_us / US)
+            breaches: dict[str, int] = _pairs(
+                connection.execute(
+                    select(c.c.department, func.count())
+                    .where(c.c.breached_at >= since, c.c.breached_at <= now)
+                    .group_by(c.c.department)
+                ).all()
+            )
+            window_handoffs = (h.c.occurred_at >= since) & (h.c.occurred_at <= now)
+            out: dict[str, int] = _pairs(
+                connection.execute(
+                    select(h.c.from_department, func.count())
+                    .where(window_handoffs)
+                    .group_by(h.c.from_department)
+                ).all()
+            )
+            in_: dict[str, int] = _pairs(
+                connection.execute(
+                    select(h.c.to_department, func.count())
+                    .where(window_handoffs)
+                    .group_by(h.c.to_department)
+                ).all()
+            )
+            ratings = {
+                row.department: row
+                for row in connection.execute(
+                    select(
+                        r.c.department,
+                        func.count().label("n"),
+                        func.avg(r.c.score).label("average"),
+                        func.sum(func.cast(r.c.thanks, Integer)).label("thanks"),
+                    )
+                    .where(r.c.occurred_at >= since, r.c.occurred_at <= now)
+                    .group_by(r.c.department)
+                )
+            }
+        open_ = {f.department: f for f in self.open_figures(now)}
+        result = []
+        for department_id, department in sorted(self.org.departments.items()):
+            clocks = {}
+            for kind in ("first_response", "resolution"):
+                met = outcomes[(department_id, kind, "met")]
+                breached = outcomes[(department_id, kind, "breached")]
+                values = elapsed[(department_id, kind)]
+                clocks[kind] = {
+                    "met": met,
+                    "breached": breached,
+                    "compliance": met / (met + breached) if met + breached else None,
+                    "median_seconds": percentile(values, 0.5),
+                    "p90_seconds": percentile(values, 0.9),
+                }
+            figures = open_[department_id]
+            rating = ratings.get(department_id)
+            result.append(
+                {
+                    "department": department_id,
+                    "name": department.name,
+                    "clocks": clocks,
+                    "open": {s: figures.by_state.get(s, 0) for s in OPEN_STATES},
+                    "open_total": sum(figures.by_state.get(s, 0) for s in OPEN_STATES),
+                    "oldest_open_seconds": figures.oldest_open_s,
+                    "breaches": int(breaches.get(department_id, 0)),
+                    "handoffs_in": int(in_.get(department_id, 0)),
+                    "handoffs_out": int(out.get(department_id, 0)),
+                    "ratings": int(rating.n) if rating is not None else 0,
+                    "average_rating": float(rating.average) if rating is not None else None,
+                    "thanks": int(rating.thanks or 0) if rating is not None else 0,
+                }
+            )
+        return result
+
+    def clocks_of(self, request_id: str) -> list[Row[Any]]:
+        """The clock rows of one request (tests, support)."""
+        c = clocks_table
+        with self.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    select(c)
+                    .where(c.c.request_id == request_id)
+                    .order_by(c.c.started_at, c.c.kind, c.c.round)
+                ).all()
+            )
+
+
+def _pairs(rows: Any) -> dict[str, int]:
+    return {str(key): int(value) for key, value in rows}
+
+
+def _bump(connection: Connection, department: str, state: str, delta: int) -> None:
+    t = open_counts_table
+    result = connection.execute(
+        update(t)
+        .where(t.c.department == department, t.c.state == state)
+        .values(count=t.c.count + delta)
+    )
+    if result.rowcount == 0:
+        connection.execute(insert(t).values(department=department, state=state, count=delta))
+
+
+def _clock_from_row(row: Row[Any]) -> Clock:
+    return Clock(
+        request_id=row.request_id,
+        segment=row.segment,
+        kind=row.kind,
+        round=row.round,
+        department=row.department,
+        priority=row.priority,
+        target_s=row.target_s,
+        warning_us=row.warning_us,
+        started_at=row.started_at,
+        elapsed_us=row.elapsed_us,
+        running_since=row.running_since,
+        closed_at=row.closed_at,
+        close_reason=row.close_reason,
+    )
