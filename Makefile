@@ -5,7 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST := .venv/bin/pytest -p no:cacheprovider
 
-.PHONY: install run test test-unit test-integration lint types check bench openapi clean
+.PHONY: install run test test-unit test-integration test-rules lint types check bench openapi clean
 
 install: .venv/.installed
 
@@ -19,7 +19,7 @@ run: install
 	.venv/bin/kcc dev
 
 ## Every test tier. The integration tier uses the real RabbitMQ and PostgreSQL on this machine.
-test: install test-unit test-integration
+test: install test-rules test-unit test-integration
 
 test-unit: install
 	$(PYTEST) -m "not integration" -q
@@ -27,6 +27,11 @@ test-unit: install
 # pytest exits 5 when it collects nothing: an integration tier that did not run fails.
 test-integration: install
 	$(PYTEST) -m integration -q
+
+## Prometheus config, rules and their promtool unit tests (promtool: Debian package prometheus).
+test-rules:
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool test rules deploy/prometheus/tests/*.yml
 
 lint: install
 	.venv/bin/ruff check .
@@ -37,9 +42,11 @@ types: install
 
 check: lint types test
 
+## Benchmarks that print JSON figures (see docs/performance.md); they need RabbitMQ and PostgreSQL.
 bench: install
 	.venv/bin/python bench/intake.py
 	.venv/bin/python bench/router.py
+	.venv/bin/python bench/sla_monitor.py
 
 ## Regenerate the committed OpenAPI description after changing the API.
 openapi: install
