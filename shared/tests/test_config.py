@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "metrics_host": "127.0.0.1",
     "auth_cache_seconds": 10.0,
     "secret_key": None,
+    "session_cookie_secure": True,
 }
 
 
@@ -65,6 +66,7 @@ VALID: list[Any] = [
     ("KCC_METRICS_HOST", "0.0.0.0", "metrics_host", "0.0.0.0"),
     ("KCC_AUTH_CACHE_SECONDS", "0", "auth_cache_seconds", 0.0),
     ("KCC_SECRET_KEY", "s3cret-for-cookies", "secret_key", None),
+    ("KCC_SESSION_COOKIE_SECURE", "false", "session_cookie_secure", False),
 ]
 
 

@@ -175,6 +175,23 @@ class TokenStore:
                 self._cache[digest] = (principal, time.monotonic() + self._cache_seconds)
         return principal
 
+    def principal_by_id(self, token_id: str) -> Principal | None:
+        """The principal of a token that is still active (web sessions re-check revocation)."""
+        t = self._table
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(t).where(t.c.id == token_id, t.c.revoked_at.is_(None))
+            ).first()
+        if row is None:
+            return None
+        return Principal(
+            user_id=row.user_id,
+            role=row.role,
+            team=row.team,
+            departments=frozenset(json.loads(row.departments)),
+            token_id=row.id,
+        )
+
     def revoke(self, token_id: str) -> bool:
         with self._cache_lock:
             self._cache.clear()

@@ -114,6 +114,14 @@ class Config:
         default=None,
         metadata=_doc("KCC_SECRET_KEY", "Signs session cookies of the web pages; required there."),
     )
+    session_cookie_secure: bool = field(
+        default=True,
+        metadata=_doc(
+            "KCC_SESSION_COOKIE_SECURE",
+            "Send the web pages' session cookie over HTTPS only (true/false). Off only for "
+            "plain http://localhost (kcc dev).",
+        ),
+    )
 
     @property
     def auth_url(self) -> str:
@@ -240,4 +248,5 @@ _CASTS: Final[Mapping[str, Callable[[str], Any]]] = {
     "auth_cache_seconds": _number(float),
     "metrics_host": _plain,
     "secret_key": _plain,
+    "session_cookie_secure": _bool,
 }

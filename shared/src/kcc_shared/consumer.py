@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -74,9 +74,13 @@ class EventConsumer(ConsumerMixin):
         publish_timeout: float = 5.0,
         after_commit: Callable[[Event], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        extra_queues: Sequence[Queue] = (),
     ) -> None:
         self.service = service
         self.queue = queue
+        # More queues into the same store (the back office: every department queue plus its
+        # agent events); each message is recorded, counted and parked under its own queue.
+        self.queues = [queue, *extra_queues]
         self.connection = Connection(broker_url, connect_timeout=publish_timeout, heartbeat=0)
         self._engine = engine
         self._processed = processed
@@ -125,18 +129,41 @@ class EventConsumer(ConsumerMixin):
 
     def get_consumers(self, consumer_cls: Callable[..., Consumer], channel: Any) -> list[Consumer]:
         # auto_declare: the queue, its exchange and bindings exist before the first message.
-        consumer = consumer_cls(
-            queues=[self.queue],
-            callbacks=[self.on_message],
-            accept=["json"],
-            prefetch_count=self._prefetch,
-            on_decode_error=self.on_decode_error,
+        if len(self.queues) == 1:
+            consumer = consumer_cls(
+                queues=[self.queue],
+                callbacks=[self.on_message],
+                accept=["json"],
+                prefetch_count=self._prefetch,
+                on_decode_error=self.on_decode_error,
+            )
+            return [consumer]
+        # One kombu Consumer per queue, so every callback knows which queue its message is from.
+        return [
+            consumer_cls(
+                queues=[queue],
+                callbacks=[self._callback_for(queue.name)],
+                accept=["json"],
+                prefetch_count=self._prefetch,
+                on_decode_error=self._decode_error_for(queue.name),
+            )
+            for queue in self.queues
+        ]
+
+    def _callback_for(self, queue_name: str) -> Callable[[Any, Message], None]:
+        return lambda body, message: self.on_message(body, message, queue_name)
+
+    def _decode_error_for(self, queue_name: str) -> Callable[[Message, Exception], None]:
+        return lambda message, exc: self._park(
+            message, f"undecodable: {type(exc).__name__}", queue_name
         )
-        return [consumer]
 
     def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **_: Any) -> None:
         self._consuming.set()
-        log.info("consumer_ready", extra={"service": self.service, "queue": self.queue.name})
+        log.info(
+            "consumer_ready",
+            extra={"service": self.service, "queue": ",".join(q.name for q in self.queues)},
+        )
 
     def on_consume_end(self, connection: Any, channel: Any) -> None:
         self._consuming.clear()
@@ -154,20 +181,20 @@ class EventConsumer(ConsumerMixin):
 
     # -- the work ---------------------------------------------------------------------------
 
-    def on_message(self, body: Any, message: Message) -> None:
-        queue = self.queue.name
+    def on_message(self, body: Any, message: Message, queue_name: str | None = None) -> None:
+        queue = queue_name or self.queue.name
         try:
             event = parse_event(body if isinstance(body, dict) else message.body)
         except UnknownSchemaVersion as exc:
-            self._park(message, f"unknown_schema_version: {exc.reason}")
+            self._park(message, f"unknown_schema_version: {exc.reason}", queue)
             return
         except InvalidEvent as exc:
-            self._park(message, f"invalid_event: {exc.reason}")
+            self._park(message, f"invalid_event: {exc.reason}", queue)
             return
         try:
-            applied = self._apply(event)
+            applied = self._apply(event, queue)
         except EventRejected as exc:
-            self._park(message, f"rejected: {exc.reason}")
+            self._park(message, f"rejected: {exc.reason}", queue)
             return
         except Exception:  # a bug or a DB outage: retry; the delivery limit parks a loop
             log.exception(
@@ -182,12 +209,14 @@ class EventConsumer(ConsumerMixin):
         if applied and self._after_commit is not None:
             self._after_commit(event)
 
-    def _apply(self, event: Event) -> bool:
+    def _apply(self, event: Event, queue: str | None = None) -> bool:
         try:
             with write(self._engine) as connection:
                 connection.execute(
                     insert(self._processed).values(
-                        event_id=event.id, queue=self.queue.name, processed_at=self._clock()
+                        event_id=event.id,
+                        queue=queue or self.queue.name,
+                        processed_at=self._clock(),
                     )
                 )
                 self._handler(connection, event)
@@ -197,8 +226,9 @@ class EventConsumer(ConsumerMixin):
             raise
         return True
 
-    def _park(self, message: Message, reason: str) -> None:
-        letter = parked(message, reason=reason, queue=self.queue.name, now=self._clock())
+    def _park(self, message: Message, reason: str, queue_name: str | None = None) -> None:
+        queue = queue_name or self.queue.name
+        letter = parked(message, reason=reason, queue=queue, now=self._clock())
         try:
             result = self._publisher.publish([letter])
         except PublishError:
@@ -209,12 +239,12 @@ class EventConsumer(ConsumerMixin):
             message.requeue()
             return
         message.ack()
-        MESSAGES_CONSUMED.labels(self.service, self.queue.name, "dead_lettered").inc()
+        MESSAGES_CONSUMED.labels(self.service, queue, "dead_lettered").inc()
         log.warning(
             "message_dead_lettered",
             extra={
                 "service": self.service,
-                "queue": self.queue.name,
+                "queue": queue,
                 "reason": reason[:200],
                 "message_id": letter.message_id,
             },

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.types import TypeDecorator
 
@@ -83,3 +83,22 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+# Any constant will do; it only has to be the same in every process that creates tables.
+_SCHEMA_LOCK_KEY = 0x4B4343  # "KCC"
+
+
+def create_schema(engine: Engine, metadata: MetaData) -> None:
+    """Create missing tables, safely from several processes starting at once.
+
+    Note: gunicorn workers (or replicas) that run CREATE TABLE concurrently on a fresh
+    PostgreSQL database collide on its catalog (duplicate key in pg_type); an advisory lock
+    held for the transaction lets one create and the others find the tables there.
+    """
+    with write(engine) as connection:
+        if is_postgres(engine):
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY}
+            )
+        metadata.create_all(connection)

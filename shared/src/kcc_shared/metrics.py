@@ -45,6 +45,11 @@ OUTBOX_OLDEST_AGE = Gauge(
     ["service"],
     multiprocess_mode="livemostrecent",
 )
+BSN_REDACTIONS = Counter(
+    "kcc_bsn_redactions_total",
+    "Citizen service numbers replaced with [BSN] before storing or publishing, by field.",
+    ["service", "field"],
+)
 MESSAGES_CONSUMED = Counter(
     "kcc_messages_consumed_total",
     "Messages taken from a queue, by outcome (acked, duplicate, requeued, dead_lettered).",

@@ -21,6 +21,9 @@ SERVICE_BINDINGS: Final[Mapping[str, tuple[str, ...]]] = {
     "router.work": ("request.submitted", "request.reroute_requested"),
     "intake.events": ("request.#",),
     "backoffice.events": (
+        # The routed event names the department, not the question: the back office keeps the
+        # (redacted) question, channel and agent from the submitted event.
+        "request.submitted",
         "request.clarified",
         "request.cancelled",
         "request.reopened",
@@ -86,6 +89,16 @@ def service_queue(name: str) -> Queue:
         durable=True,
         queue_arguments=queue_arguments(),
     )
+
+
+def service_queues() -> list[Queue]:
+    """Every service's queue. Publishers declare them all on connect, so an event published
+    before a consumer ever ran waits for it instead of being dropped as unroutable."""
+    return [service_queue(name) for name in SERVICE_BINDINGS]
+
+
+def declare_service_queues(connection: Connection) -> None:
+    declare(connection, service_queues())
 
 
 def dead_letter_queue() -> Queue:

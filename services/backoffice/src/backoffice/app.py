@@ -1,0 +1,109 @@
+"""The back-office Flask application factory: the staff API and the inbox pages."""
+
+from __future__ import annotations
+
+import atexit
+from typing import Final
+
+from flask import Flask
+from kcc_shared.api import TOKENS_EXTENSION, make_api
+from kcc_shared.auth import TokenStore, tokens_table
+from kcc_shared.config import Config
+from kcc_shared.db import create_schema, make_engine
+from kcc_shared.health import broker_check, database_check, health_blueprint
+from kcc_shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, instrument
+from kcc_shared.organisation import load_organisation
+from kcc_shared.outbox import Clock, OutboxRelay, outbox_backlog, utcnow
+from kcc_shared.publisher import Publisher, connection_factory
+from kcc_shared.topology import declare_service_queues
+from kcc_shared.web import init_web
+from sqlalchemy import MetaData
+
+from backoffice.api import inbox_blp, items_blp
+from backoffice.errors import register_error_handlers
+from backoffice.inbox import LISTABLE_STATES
+from backoffice.metrics import INBOX_ITEMS, SERVICE
+from backoffice.pages import pages_bp
+from backoffice.service import BackofficeContext
+from backoffice.store import InboxStore, outbox
+
+CONTEXT_EXTENSION: Final = "kcc.backoffice"
+PAGE_ROLES: Final = ("staff", "ops", "admin")
+
+DESCRIPTION = """\
+Department staff work their queue of questions from the KCC: claim, answer, ask the agent for
+clarification, forward. Authenticate with `Authorization: Bearer <token>`
+(`kcc token create --role staff --user <id> --department <d>`); staff see and act only on their
+own departments, operators may read. Errors are `application/problem+json`.
+"""
+
+
+def create_app(config: Config | None = None, *, clock: Clock = utcnow) -> Flask:
+    """Build the back-office app; under gunicorn this runs in each worker, after the fork."""
+    config = config or Config.from_env()
+    organisation = load_organisation(config.organisation_file)
+
+    engine = make_engine(config.database_url)
+    store = InboxStore(engine, organisation, clock)
+    store.create_schema()
+    auth_engine = engine if config.auth_url == config.database_url else make_engine(config.auth_url)
+    auth_metadata = MetaData()
+    tokens = TokenStore(
+        auth_engine, tokens_table(auth_metadata), cache_seconds=config.auth_cache_seconds
+    )
+    create_schema(auth_engine, auth_metadata)
+
+    connections = connection_factory(config.broker_url, timeout=config.publish_timeout)
+    publisher = Publisher(
+        connections,
+        timeout=config.publish_timeout,
+        # A forward must reach the router (and every observer) even if none has run yet.
+        on_connect=declare_service_queues,
+    )
+    relay = OutboxRelay(
+        engine,
+        outbox,
+        publisher,
+        service=SERVICE,
+        batch_size=config.outbox_batch_size,
+        poll_interval=config.outbox_poll_interval,
+    )
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.extensions[CONTEXT_EXTENSION] = BackofficeContext(store, organisation, relay, clock)
+    app.extensions[TOKENS_EXTENSION] = tokens
+
+    api = make_api(app, title="KCC back office", version="1.0.0", description=DESCRIPTION)
+    register_error_handlers(app)
+    api.register_blueprint(inbox_blp)
+    api.register_blueprint(items_blp)
+    init_web(
+        app,
+        service=SERVICE,
+        roles=PAGE_ROLES,
+        secret_key=config.secret_key,
+        secure_cookie=config.session_cookie_secure,
+        home="/inbox",
+    )
+    app.register_blueprint(pages_bp)
+    app.register_blueprint(
+        health_blueprint({"database": database_check(engine), "broker": broker_check(connections)})
+    )
+
+    def refresh_gauges() -> None:
+        backlog = outbox_backlog(engine, outbox, utcnow())
+        OUTBOX_BACKLOG.labels(SERVICE).set(backlog.unsent)
+        OUTBOX_OLDEST_AGE.labels(SERVICE).set(backlog.oldest_age_seconds)
+        counts = store.counts()
+        # Labels from the organisation file and the fixed state list only: bounded.
+        for department in organisation.departments:
+            for state in LISTABLE_STATES:
+                INBOX_ITEMS.labels(department, state).set(counts.get((department, state), 0))
+
+    instrument(app, SERVICE, before_scrape=[refresh_gauges])
+
+    if config.outbox_relay:
+        relay.start()
+        atexit.register(relay.stop)
+    return app

@@ -1,0 +1,120 @@
+"""`kcc backoffice ...`: serve the staff API and pages, run the consumer, print the OpenAPI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+
+import click
+from kcc_shared.config import Config, ConfigError
+
+__all__ = ["backoffice_group"]
+
+log = logging.getLogger(__name__)
+
+# Exit status when the configuration or the organisation file keeps a process from starting.
+EXIT_CONFIG = 2
+
+
+@click.group("backoffice")
+def backoffice_group() -> None:
+    """Department staff work their queue (HTTP API, inbox pages, event consumer)."""
+
+
+@backoffice_group.command("serve")
+@click.option("--bind", default=None, help="host:port (default KCC_HTTP_BIND or 127.0.0.1:8002)")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="gunicorn workers")
+def serve(bind: str | None, workers: int | None) -> None:
+    """Run the API and the inbox pages under gunicorn (backoffice.gunicorn_conf)."""
+    args = [sys.executable, "-m", "gunicorn", "-c", "python:backoffice.gunicorn_conf"]
+    if bind:
+        args += ["--bind", bind]
+    if workers:
+        args += ["--workers", str(workers)]
+    args.append("backoffice.app:create_app()")
+    os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
+
+
+@backoffice_group.command("consume")
+def consume() -> None:
+    """Consume the department queues and backoffice.events until SIGTERM or Ctrl-C.
+
+    Serves /healthz, /readyz and /metrics on KCC_METRICS_HOST:KCC_METRICS_PORT. On SIGTERM it
+    finishes the message in hand (commit, ack), closes its connections and exits 0.
+    """
+    from kcc_shared.db import make_engine
+    from kcc_shared.logging import configure_logging
+    from kcc_shared.organisation import OrganisationError, load_organisation
+
+    from backoffice.store import InboxStore
+    from backoffice.worker import HealthServer, InboxWorker
+
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        click.echo(f"backoffice: {exc}", err=True)
+        raise click.exceptions.Exit(EXIT_CONFIG) from None
+    configure_logging(config.log_level, config.log_format)
+    try:
+        organisation = load_organisation(config.organisation_file)
+    except OrganisationError as exc:
+        click.echo("backoffice: the organisation file is invalid; not starting:", err=True)
+        for problem in exc.problems:
+            click.echo(f"  {problem}", err=True)
+        raise click.exceptions.Exit(EXIT_CONFIG) from None
+
+    store = InboxStore(make_engine(config.database_url), organisation)
+    store.create_schema()
+    worker = InboxWorker(
+        config.broker_url,
+        store,
+        prefetch=min(config.prefetch, 50),
+        publish_timeout=config.publish_timeout,
+    )
+    server = HealthServer(config.metrics_host, config.metrics_port, worker.readiness_checks())
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("backoffice_stop_requested", extra={"signal": signal.Signals(signum).name})
+        worker.request_stop()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server.start()
+    log.info("backoffice_consumer_started", extra={"metrics_port": server.port})
+    try:
+        worker.run()
+    finally:
+        worker.consumer.stop(timeout=0)
+        server.stop()
+        store.engine.dispose()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@backoffice_group.command("openapi")
+def openapi() -> None:
+    """Print the OpenAPI description (what services/backoffice/openapi.json holds)."""
+    click.echo(json.dumps(openapi_document(), indent=2, sort_keys=True))
+
+
+def openapi_document() -> dict[str, object]:
+    import secrets
+
+    from backoffice.app import create_app
+
+    app = create_app(
+        Config(
+            database_url="sqlite:///:memory:",
+            broker_url="memory://",
+            outbox_relay=False,
+            secret_key=secrets.token_urlsafe(24),
+        )
+    )
+    with app.test_request_context():
+        spec: dict[str, object] = app.extensions["flask-smorest"]["apis"][""][
+            "ext_obj"
+        ].spec.to_dict()
+    return spec

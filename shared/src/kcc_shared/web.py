@@ -1,0 +1,339 @@
+"""Login for server-rendered pages: an API token once, then a signed session cookie and CSRF."""
+
+# Usage (one call in create_app, one decorator per page, one field per form):
+#
+#     from kcc_shared.web import csrf_field, current_user, init_web, login_required
+#
+#     init_web(app, service="backoffice", roles=("staff", "ops", "admin"),
+#              secret_key=config.secret_key, secure_cookie=config.session_cookie_secure,
+#              home="/inbox")
+#
+#     @app.get("/inbox")
+#     @login_required("staff", "ops", "admin")
+#     def inbox() -> str:
+#         user = current_user()           # a kcc_shared.auth.Principal
+#         ...
+#
+#     <form method="post" action="...">{{ csrf_field() }} ...</form>
+#
+# What init_web gives the app:
+# - GET/POST /login (endpoint "web.login"): a Dutch form where a person pastes their API token;
+#   it is checked with the app's TokenStore (app.extensions[TOKENS_EXTENSION]) and the role
+#   must be one of `roles`. The token itself is never stored in the cookie: the session holds
+#   the principal and the token's id, and the token is re-checked for revocation every
+#   `recheck_seconds`, so revoking a token also ends its web sessions.
+# - POST /logout (endpoint "web.logout"): clears the session.
+# - A signed Flask session cookie named kcc_<service>_session (one per service, because
+#   browsers share cookies across ports of one host): HttpOnly, SameSite=Lax, Secure unless
+#   `secure_cookie=False` (plain http://localhost only), lifetime `session_hours`.
+# - CSRF: a random token in the session; every POST/PUT/PATCH/DELETE sent as a form, and every
+#   unsafe request to a login_required view, must carry it (form field `csrf_token` or header
+#   X-CSRF-Token). Missing: 400 problem; wrong: 403 problem (constant-time comparison).
+# - Template globals `csrf_token()`, `csrf_field()` and `current_user()`.
+# - login_required(*roles): not logged in → GET redirects to /login?next=<path>, other
+#   methods get a 401 problem; logged in with another role → 403 problem.
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from functools import wraps
+from typing import Any, Final, TypeVar, cast
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    redirect,
+    render_template_string,
+    request,
+    session,
+    url_for,
+)
+from markupsafe import Markup
+
+from kcc_shared.api import TOKENS_EXTENSION
+from kcc_shared.auth import Principal, TokenStore
+from kcc_shared.problems import Forbidden, Problem, Unauthorized
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CSRF_FIELD: Final = "csrf_token"
+CSRF_HEADER: Final = "X-CSRF-Token"
+WEB_EXTENSION: Final = "kcc.web"
+MIN_SECRET_LENGTH: Final = 16
+
+_SESSION_USER: Final = "kcc_user"
+_SESSION_CSRF: Final = "kcc_csrf"
+_UNSAFE: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_FORM_TYPES: Final = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+class CsrfMissing(Problem):
+    status, title, slug = 400, "CSRF token missing", "csrf-missing"
+
+
+class CsrfMismatch(Problem):
+    status, title, slug = 403, "CSRF token invalid", "csrf-invalid"
+
+
+class _Settings:
+    def __init__(self, roles: Sequence[str], home: str, recheck_seconds: float) -> None:
+        self.roles = tuple(roles)
+        self.home = home
+        self.recheck_seconds = recheck_seconds
+
+
+def init_web(
+    app: Flask,
+    *,
+    service: str,
+    roles: Sequence[str],
+    secret_key: str | None,
+    secure_cookie: bool = True,
+    home: str = "/",
+    session_hours: float = 8.0,
+    recheck_seconds: float = 60.0,
+) -> None:
+    """Add login, logout, the session cookie and CSRF checks to `app` (see the module notes)."""
+    if not secret_key or len(secret_key) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"KCC_SECRET_KEY must be set (at least {MIN_SECRET_LENGTH} characters) to serve "
+            "the web pages: it signs their session cookies"
+        )
+    app.secret_key = secret_key
+    app.config.update(
+        SESSION_COOKIE_NAME=f"kcc_{service.replace('-', '_')}_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure_cookie,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=session_hours),
+    )
+    app.extensions[WEB_EXTENSION] = _Settings(roles, home, recheck_seconds)
+    app.register_blueprint(_blueprint())
+    app.add_template_global(csrf_token)
+    app.add_template_global(csrf_field)
+    app.add_template_global(current_user_or_none, "current_user")
+
+    @app.before_request
+    def _check_form_csrf() -> None:
+        # Any form POST needs the token, whichever view it reaches (the login form included):
+        # browsers send forms cross-site with the cookie, JSON API calls carry a bearer token.
+        if request.method in _UNSAFE and request.mimetype in _FORM_TYPES:
+            check_csrf()
+
+    @app.after_request
+    def _page_headers(response: Response) -> Response:
+        if response.mimetype == "text/html":
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+            if _SESSION_USER in session:
+                # Pages show personal work queues: never keep them in a shared cache.
+                response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+def login_required(*roles: str) -> Callable[[F], F]:
+    """Only for a logged-in person with one of `roles`; unsafe methods also need CSRF."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            user = current_user_or_none()
+            if user is None:
+                if request.method in ("GET", "HEAD"):
+                    return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
+                raise Unauthorized("Log in first: /login")
+            if request.method in _UNSAFE:
+                check_csrf()
+            if user.role not in roles:
+                raise Forbidden(f"this page is for the role {' or '.join(roles)}")
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def current_user() -> Principal:
+    """The logged-in person (only inside a login_required view)."""
+    user = current_user_or_none()
+    if user is None:
+        raise Unauthorized("Log in first: /login")
+    return user
+
+
+def current_user_or_none() -> Principal | None:
+    if "kcc_web_user" in g:
+        cached: Principal | None = g.kcc_web_user
+        return cached
+    user = _session_user()
+    g.kcc_web_user = user
+    return user
+
+
+def csrf_token() -> str:
+    """This session's CSRF token (made on first use)."""
+    token = session.get(_SESSION_CSRF)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session[_SESSION_CSRF] = token
+    return token
+
+
+def csrf_field() -> Markup:
+    """The hidden input every form needs."""
+    return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, csrf_token())
+
+
+def check_csrf() -> None:
+    """Raise CsrfMissing (400) or CsrfMismatch (403) unless the request carries the token."""
+    if g.get("kcc_csrf_checked"):
+        return
+    sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
+    if not sent:
+        raise CsrfMissing("This form has no CSRF token; reload the page and try again.")
+    expected = session.get(_SESSION_CSRF)
+    if not isinstance(expected, str) or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise CsrfMismatch("The CSRF token does not match this session; reload the page.")
+    g.kcc_csrf_checked = True
+
+
+# -- session --------------------------------------------------------------------------------
+
+
+def _settings() -> _Settings:
+    settings: _Settings = current_app.extensions[WEB_EXTENSION]
+    return settings
+
+
+def _tokens() -> TokenStore:
+    store: TokenStore = current_app.extensions[TOKENS_EXTENSION]
+    return store
+
+
+def _session_user() -> Principal | None:
+    data = session.get(_SESSION_USER)
+    if not isinstance(data, dict):
+        return None
+    try:
+        token_id = str(data["token_id"])
+        checked_at = float(data["checked_at"])
+    except (KeyError, TypeError, ValueError):
+        session.pop(_SESSION_USER, None)
+        return None
+    if time.time() - checked_at > _settings().recheck_seconds:
+        principal = _tokens().principal_by_id(token_id)
+        if principal is None or principal.role not in _settings().roles:
+            session.clear()  # revoked (or role no longer allowed here): the session ends too
+            return None
+        _remember(principal)
+        return principal
+    return Principal(
+        user_id=str(data["user_id"]),
+        role=str(data["role"]),
+        team=data.get("team"),
+        departments=frozenset(data.get("departments", ())),
+        token_id=token_id,
+    )
+
+
+def _remember(principal: Principal) -> None:
+    session[_SESSION_USER] = {
+        "user_id": principal.user_id,
+        "role": principal.role,
+        "team": principal.team,
+        "departments": sorted(principal.departments),
+        "token_id": principal.token_id,
+        "checked_at": time.time(),
+    }
+
+
+def _safe_next(target: str | None) -> str:
+    # Only a path on this site: an open redirect after login would be a phishing aid.
+    if not (
+        target and target.startswith("/") and not target.startswith("//") and "\\" not in target
+    ):
+        target = _settings().home
+    # Paths are within the app; mounted under a prefix (kcc dev), the prefix comes first.
+    return request.script_root + target
+
+
+# -- login / logout -------------------------------------------------------------------------
+
+_LOGIN_PAGE = """<!doctype html>
+<html lang="nl">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Inloggen - KCC</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#1a1a1a}
+label{display:block;font-weight:600;margin:.5rem 0 .25rem}
+input[type=password]{width:100%;padding:.5rem;font-size:1rem}
+button{margin-top:1rem;padding:.5rem 1rem;font-size:1rem}
+:focus-visible{outline:3px solid #005fcc;outline-offset:2px}
+.fout{border-left:4px solid #b00020;padding:.5rem 1rem;background:#fdecee}
+</style></head>
+<body><main>
+<h1>Inloggen</h1>
+<p>Plak je persoonlijke API-sleutel (begint met <code>kcc_</code>). Je blijft ingelogd tot je
+uitlogt of tot het einde van de werkdag.</p>
+{% if error %}<p class="fout" role="alert" id="fout">{{ error }}</p>{% endif %}
+<form method="post" action="{{ url_for('web.login') }}">
+  {{ csrf_field() }}
+  <input type="hidden" name="next" value="{{ next }}">
+  <label for="token">API-sleutel</label>
+  <input type="password" id="token" name="token" required autocomplete="off"
+    autofocus {% if error %}aria-describedby="fout" aria-invalid="true"{% endif %}>
+  <button type="submit">Inloggen</button>
+</form>
+</main></body></html>
+"""
+
+
+def _blueprint() -> Blueprint:
+    blueprint = Blueprint("web", __name__)
+
+    @blueprint.route("/login", methods=["GET", "POST"])
+    def login() -> Any:
+        next_ = request.values.get("next")
+        if request.method == "GET":
+            if current_user_or_none() is not None:
+                return redirect(_safe_next(next_))
+            return _login_page(None, next_, 200)
+        token = (request.form.get("token") or "").strip()
+        principal = _tokens().authenticate(token) if token else None
+        if principal is None:
+            return _login_page("Deze API-sleutel is onbekend of ingetrokken.", next_, 401)
+        allowed = _settings().roles
+        if principal.role not in allowed:
+            return _login_page(
+                f"Deze sleutel hoort bij de rol {principal.role}; deze pagina's zijn voor "
+                f"{' of '.join(allowed)}.",
+                next_,
+                403,
+            )
+        # A fresh session (new CSRF token) on login: a session fixed before login is useless.
+        session.clear()
+        session.permanent = True
+        _remember(principal)
+        csrf_token()
+        return redirect(_safe_next(next_))
+
+    @blueprint.post("/logout")
+    def logout() -> Any:
+        check_csrf()
+        session.clear()
+        return redirect(url_for("web.login"))
+
+    return blueprint
+
+
+def _login_page(error: str | None, next_: str | None, status: int) -> tuple[str, int]:
+    page = render_template_string(_LOGIN_PAGE, error=error, next=_safe_next(next_))
+    return page, status
