@@ -241,7 +241,7 @@ def test_citizen_service_numbers_are_redacted_before_storing(
     assert "06-12345678" in stored
 
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'kcc_bsn_redactions_total{field="question"}' in metrics
+    assert 'kcc_bsn_redactions_total{field="question",service="intake"}' in metrics
 
 
 def test_logs_never_contain_the_question(

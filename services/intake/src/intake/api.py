@@ -1,4 +1,4 @@
-"""The agents' API: file a question, follow it, cancel it, read the catalog."""
+"""The agents' API: file, follow, cancel, clarify and rate questions; the live stream; catalog."""
 
 from __future__ import annotations
 
@@ -6,36 +6,51 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flask import current_app, request, url_for
+from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 from kcc_shared.api import BEARER, Blueprint, current_principal, errors, requires
+from kcc_shared.auth import Principal
 from kcc_shared.events import CHANNELS, PRIORITIES
+from kcc_shared.metrics import BSN_REDACTIONS
 from kcc_shared.privacy import is_bsn, redact_bsn
 from kcc_shared.problems import Problem
 from marshmallow import RAISE
 
 from intake.metrics import (
-    BSN_REDACTIONS,
+    CLARIFICATIONS,
     IDEMPOTENT_REPLAYS,
+    RATING_THANKS,
+    RATINGS,
     REQUESTS_CANCELLED,
     REQUESTS_SUBMITTED,
+    SERVICE,
+    STREAMS_REFUSED,
 )
 from intake.schemas import (
     CancelSchema,
     CatalogSchema,
+    ClarificationSchema,
+    RatingSchema,
     RequestCreateSchema,
     RequestDetailSchema,
     RequestPageSchema,
     RequestQueryArgsSchema,
 )
 from intake.service import IntakeContext
-from intake.store import NewRequest, Request
+from intake.store import NewRequest, Rating, Request
+from intake.stream import StreamsFull
 
 requests_blp = Blueprint(
     "requests",
     __name__,
     url_prefix="/api/v1/requests",
     description="Questions filed by KCC agents, as the agent sees them.",
+)
+stream_blp = Blueprint(
+    "stream",
+    __name__,
+    url_prefix="/api/v1/stream",
+    description="A live stream of the calling agent's own updates (Server-Sent Events).",
 )
 catalog_blp = Blueprint(
     "catalog",
@@ -51,6 +66,10 @@ class InvalidInput(Problem):
     status, title, slug = 400, "Invalid request", "validation"
 
 
+class TooManyStreams(Problem):
+    status, title, slug = 503, "Too many live streams", "too-many-streams"
+
+
 def _context() -> IntakeContext:
     context: IntakeContext = current_app.extensions["kcc.intake"]
     return context
@@ -61,8 +80,75 @@ def _with_links(request_: Request) -> dict[str, Any]:
     body["links"] = {
         "self": url_for("requests.RequestView", request_id=request_.id),
         "cancel": url_for("requests.CancelView", request_id=request_.id),
+        "clarification": url_for("requests.ClarificationView", request_id=request_.id),
+        "rating": url_for("requests.RatingView", request_id=request_.id),
     }
     return body
+
+
+def redacted(text: str, field: str) -> str:
+    """Agent-written text without citizen service numbers (counted per field)."""
+    clean, redactions = redact_bsn(text)
+    if redactions:
+        BSN_REDACTIONS.labels(SERVICE, field).inc(redactions)
+    return clean
+
+
+def clarify(context: IntakeContext, agent: Principal, request_id: str, text: str) -> Request:
+    """Answer the clarification question (the API and the agent desk page share this)."""
+    clarified = context.store.clarify(request_id, agent, redacted(text.strip(), "clarification"))
+    CLARIFICATIONS.inc()
+    context.committed()
+    return clarified
+
+
+def rate(
+    context: IntakeContext, agent: Principal, request_id: str, args: Mapping[str, Any]
+) -> Request:
+    """Rate the answer once; with reopen (score 1-2 and a comment) it goes back."""
+    comment = args.get("comment")
+    rating = Rating(
+        score=args["score"],
+        thanks=args["thanks"],
+        comment=redacted(comment.strip(), "rating_comment") if comment else None,
+        reopen=args["reopen"],
+    )
+    rated = context.store.rate(request_id, agent, rating)
+    RATINGS.labels(str(rating.score), "true" if rating.reopen else "false").inc()
+    if rating.thanks:
+        RATING_THANKS.inc()
+    context.committed()
+    return rated
+
+
+def last_event_id() -> int | None:
+    """Where a reconnecting stream resumes: the Last-Event-ID header (EventSource sends it)
+    or, for a first connection, ?last_event_id= (a page knows the feed position it showed)."""
+    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise InvalidInput(
+            "Last-Event-ID must be the id of an event this stream sent (a whole number).",
+            errors={"Last-Event-ID": ["Not a valid event id."]},
+        )
+    return int(raw)
+
+
+def stream_response(context: IntakeContext, agent_id: str, after: int | None) -> Response:
+    """The text/event-stream response for one agent (the API and the desk page share this)."""
+    try:
+        subscription = context.feed.subscribe(agent_id)
+    except StreamsFull:
+        STREAMS_REFUSED.inc()
+        raise TooManyStreams(
+            "This server already serves its maximum of live streams; retry in a few seconds."
+        ) from None
+    return Response(
+        context.feed.events(subscription, after),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def _idempotency_key() -> str | None:
@@ -77,7 +163,7 @@ def _idempotency_key() -> str | None:
     return key
 
 
-def _new_request(args: Mapping[str, Any]) -> NewRequest:
+def new_request(args: Mapping[str, Any]) -> NewRequest:
     """Check the catalog and strip citizen service numbers before anything is stored."""
     context = _context()
     errors: dict[str, list[str]] = {}
@@ -100,7 +186,7 @@ def _new_request(args: Mapping[str, Any]) -> NewRequest:
         raise InvalidInput("The request is not valid; see `errors` for each field.", errors=errors)
     question, redactions = redact_bsn(args["question"].strip())
     if redactions:
-        BSN_REDACTIONS.labels("question").inc(redactions)
+        BSN_REDACTIONS.labels(SERVICE, "question").inc(redactions)
     return NewRequest(
         question=question,
         category=category,
@@ -135,7 +221,7 @@ class RequestsView(MethodView):
 
         Answers 202: the request is stored and will be routed; follow it at `links.self`.
         """
-        new = _new_request(args)
+        new = new_request(args)
         context = _context()
         submission = context.store.submit(current_principal(), new, _idempotency_key())
         headers = {"Location": url_for("requests.RequestView", request_id=submission.request.id)}
@@ -197,14 +283,84 @@ class CancelView(MethodView):
         """Withdraw a request that is not answered yet (the department is told)."""
         reason = args["reason"]
         if reason is not None:
-            reason, redactions = redact_bsn(reason)
-            if redactions:
-                BSN_REDACTIONS.labels("cancel_reason").inc(redactions)
+            reason = redacted(reason, "cancel_reason")
         context = _context()
         cancelled = context.store.cancel(str(request_id), current_principal(), reason)
         REQUESTS_CANCELLED.inc()
         context.committed()
         return _with_links(cancelled)
+
+
+@requests_blp.route("/<uuid:request_id>/clarification")
+class ClarificationView(MethodView):
+    @requires("agent")
+    @requests_blp.doc(security=BEARER)
+    @requests_blp.arguments(ClarificationSchema)
+    @requests_blp.response(200, RequestDetailSchema)
+    @errors(requests_blp, 401, 403, 404, 409)
+    def post(self, args: dict[str, Any], request_id: Any) -> Any:
+        """Answer the department's clarification question (only while it is open: else 409).
+
+        Only the agent who filed the request; the department gets `request.clarified` and the
+        request goes back to whoever asked.
+        """
+        return _with_links(clarify(_context(), current_principal(), str(request_id), args["text"]))
+
+
+@requests_blp.route("/<uuid:request_id>/rating")
+class RatingView(MethodView):
+    @requires("agent")
+    @requests_blp.doc(security=BEARER)
+    @requests_blp.arguments(RatingSchema)
+    @requests_blp.response(200, RequestDetailSchema)
+    @errors(requests_blp, 401, 403, 404, 409)
+    def post(self, args: dict[str, Any], request_id: Any) -> Any:
+        """Rate the answer: score 1-5, a thank-you, a comment. Once per answer (again: 409).
+
+        The request is then `closed`; with `reopen` (score 1 or 2, and a comment) it goes back
+        to the department that answered, which reads the comment (`request.reopened`).
+        """
+        return _with_links(rate(_context(), current_principal(), str(request_id), args))
+
+
+@stream_blp.route("")
+class StreamView(MethodView):
+    @requires("agent")
+    @stream_blp.doc(
+        security=BEARER,
+        parameters=[
+            {
+                "in": "header",
+                "name": "Last-Event-ID",
+                "required": False,
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                "description": "Resume after this event: every update missed since is sent "
+                "first. Without it the stream starts with what happens from now on.",
+            },
+            {
+                "in": "query",
+                "name": "last_event_id",
+                "required": False,
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                "description": "The same, for a first connection (the header wins).",
+            },
+        ],
+        responses={
+            "200": {
+                "description": "text/event-stream. Each message: `id` (feed position), "
+                "`event: update`, `data`: {seq, request_id, status, department, entry} where "
+                "entry is a timeline entry and status/department are the request's state now. "
+                "Comment lines are heartbeats. The server ends a stream after a few minutes; "
+                "reconnect with Last-Event-ID (EventSource does this itself).",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    @errors(stream_blp, 400, 401, 403, 503)
+    def get(self) -> Any:
+        """A live stream of my requests' updates (Server-Sent Events)."""
+        after = last_event_id()
+        return stream_response(_context(), current_principal().user_id, after)
 
 
 @catalog_blp.route("")

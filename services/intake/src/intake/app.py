@@ -9,21 +9,24 @@ from flask import Flask
 from kcc_shared.api import TOKENS_EXTENSION, make_api
 from kcc_shared.auth import TokenStore, tokens_table
 from kcc_shared.config import Config
-from kcc_shared.db import make_engine
+from kcc_shared.db import create_schema, make_engine
 from kcc_shared.health import broker_check, database_check, health_blueprint
 from kcc_shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, instrument
 from kcc_shared.organisation import load_organisation
 from kcc_shared.outbox import OutboxRelay, outbox_backlog, utcnow
 from kcc_shared.publisher import Publisher, connection_factory
-from kcc_shared.topology import declare, service_queue
+from kcc_shared.topology import declare_service_queues
+from kcc_shared.web import init_web
 from sqlalchemy import MetaData
 
-from intake.api import catalog_blp, requests_blp
+from intake.api import catalog_blp, requests_blp, stream_blp
 from intake.errors import register_error_handlers
+from intake.metrics import SERVICE
+from intake.pages import desk_bp
 from intake.service import IntakeContext
 from intake.store import RequestStore, outbox
+from intake.stream import UpdateFeed
 
-SERVICE: Final = "intake"
 CONTEXT_EXTENSION: Final = "kcc.intake"
 
 DESCRIPTION = """\
@@ -46,14 +49,16 @@ def create_app(config: Config | None = None) -> Flask:
     tokens = TokenStore(
         auth_engine, tokens_table(auth_metadata), cache_seconds=config.auth_cache_seconds
     )
-    auth_metadata.create_all(auth_engine)
+    create_schema(auth_engine, auth_metadata)
 
     connections = connection_factory(config.broker_url, timeout=config.publish_timeout)
     publisher = Publisher(
         connections,
         timeout=config.publish_timeout,
-        # router.work must exist before the first request.submitted, or the broker drops it.
-        on_connect=lambda connection: declare(connection, [service_queue("router.work")]),
+        # Every service queue must exist before the first request.submitted (router.work,
+        # backoffice.events, sla-monitor.events) and routed event (intake.events), or the
+        # broker drops what no queue is bound for.
+        on_connect=declare_service_queues,
     )
     relay = OutboxRelay(
         engine,
@@ -66,13 +71,27 @@ def create_app(config: Config | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
-    app.extensions[CONTEXT_EXTENSION] = IntakeContext(store, organisation, relay)
+    feed = UpdateFeed(store)
+    app.extensions[CONTEXT_EXTENSION] = IntakeContext(store, organisation, relay, feed)
     app.extensions[TOKENS_EXTENSION] = tokens
 
     api = make_api(app, title="KCC intake", version="1.0.0", description=DESCRIPTION)
     register_error_handlers(app)
     api.register_blueprint(requests_blp)
+    api.register_blueprint(stream_blp)
     api.register_blueprint(catalog_blp)
+    if config.secret_key:
+        # The agent desk (/balie) needs a key to sign its session cookie; without one the
+        # process serves the API only.
+        init_web(
+            app,
+            service=SERVICE,
+            roles=("agent",),
+            secret_key=config.secret_key,
+            secure_cookie=config.session_cookie_secure,
+            home="/balie",
+        )
+        app.register_blueprint(desk_bp)
     app.register_blueprint(
         health_blueprint({"database": database_check(engine), "broker": broker_check(connections)})
     )
@@ -87,4 +106,6 @@ def create_app(config: Config | None = None) -> Flask:
     if config.outbox_relay:
         relay.start()
         atexit.register(relay.stop)
+    # The feed's thread starts with the first stream; stopping it ends open streams.
+    atexit.register(feed.stop)
     return app

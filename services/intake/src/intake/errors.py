@@ -7,6 +7,8 @@ from kcc_shared.problems import problem_response, register_problem_handlers
 
 from intake.store import (
     IdempotencyKeyReused,
+    NotAwaitingClarification,
+    NotRateable,
     NotRequestOwner,
     RequestNotCancellable,
     RequestNotFound,
@@ -41,3 +43,13 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(NotRequestOwner)
     def _not_owner(exc: NotRequestOwner) -> Response:
         return problem_response(403, str(exc), title="Not your request", slug="not-your-request")
+
+    @app.errorhandler(NotAwaitingClarification)
+    def _not_awaiting(exc: NotAwaitingClarification) -> Response:
+        return problem_response(
+            409, str(exc), title="No clarification question open", slug="not-awaiting-clarification"
+        )
+
+    @app.errorhandler(NotRateable)
+    def _not_rateable(exc: NotRateable) -> Response:
+        return problem_response(409, str(exc), title="Request cannot be rated", slug="not-rateable")

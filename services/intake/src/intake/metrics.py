@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from typing import Final
+
+from prometheus_client import Counter, Gauge
+
+# The `service` label of the shared metrics, and this service's name in logs.
+SERVICE: Final = "intake"
 
 REQUESTS_SUBMITTED = Counter(
     "kcc_requests_submitted_total",
@@ -14,8 +19,30 @@ IDEMPOTENT_REPLAYS = Counter(
     "kcc_idempotent_replays_total",
     "POSTs answered with an earlier request because their Idempotency-Key was seen before.",
 )
-BSN_REDACTIONS = Counter(
-    "kcc_bsn_redactions_total",
-    "Citizen service numbers replaced with [BSN] before storing, by field.",
-    ["field"],
+EVENTS_APPLIED = Counter(
+    "kcc_intake_events_applied_total",
+    "Events consumed into the agents' view, by type and outcome: applied, recorded (the "
+    "intake's own event coming back; already in the timeline), unknown_request (filed "
+    'elsewhere). Duplicates are kcc_messages_consumed_total{outcome="duplicate"}.',
+    ["type", "outcome"],
 )
+STREAM_SUBSCRIBERS = Gauge(
+    "kcc_intake_stream_subscribers",
+    "Agents' live update streams (Server-Sent Events) open now, summed over workers.",
+    multiprocess_mode="livesum",
+)
+STREAMS_REFUSED = Counter(
+    "kcc_intake_streams_refused_total",
+    "Live streams refused with 503 because this process already serves its maximum.",
+)
+CLARIFICATIONS = Counter(
+    "kcc_intake_clarifications_total", "Clarification questions answered by agents."
+)
+# Note: kcc_request_ratings_total{department,score} and kcc_request_thanks_total belong to the
+# SLA monitor (it sees every rating on the wire); these count what agents did here.
+RATINGS = Counter(
+    "kcc_intake_ratings_total",
+    "Ratings given by agents, by score and whether the rating reopened the request.",
+    ["score", "reopened"],
+)
+RATING_THANKS = Counter("kcc_intake_rating_thanks_total", "Ratings that said thank you.")

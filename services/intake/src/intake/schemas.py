@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kcc_shared.events import (
     CHANNELS,
     PRIORITIES,
@@ -9,8 +11,17 @@ from kcc_shared.events import (
     REASON_MAX_LENGTH,
     TAG_MAX_LENGTH,
     TAGS_MAX,
+    TEXT_MAX_LENGTH,
 )
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates,
+    validates_schema,
+)
 
 STATUSES = (
     "submitted",
@@ -79,6 +90,79 @@ class CancelSchema(_Strict):
     )
 
 
+class ClarificationSchema(_Strict):
+    text = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=TEXT_MAX_LENGTH),
+        metadata={
+            "description": "The agent's answer to the department's question. Citizen service "
+            "numbers (BSN) are replaced with [BSN].",
+            "example": "Meneer heeft de aanvraag op 3 maart digitaal ingediend.",
+        },
+    )
+
+    @validates("text")
+    def _not_blank(self, value: str, **_: object) -> None:
+        if not value.strip():
+            raise ValidationError("The answer is empty.")
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true/false only (marshmallow's Boolean also takes "yes", 1 and "on")."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class RatingSchema(_Strict):
+    score = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=1, max=5),
+        metadata={"description": "1 (poor) to 5 (excellent)."},
+    )
+    thanks = StrictBoolean(
+        load_default=False, metadata={"description": "Say thank you to the department."}
+    )
+    comment = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=REASON_MAX_LENGTH),
+        metadata={
+            "description": "Optional; required with reopen (the department reads it). Citizen "
+            "service numbers are replaced with [BSN]."
+        },
+    )
+    reopen = StrictBoolean(
+        load_default=False,
+        metadata={
+            "description": "Send the request back to the department that answered it. Only "
+            "with a score of 1 or 2, and with a comment saying what is missing."
+        },
+    )
+
+    @validates("comment")
+    def _comment_not_blank(self, value: str | None, **_: object) -> None:
+        if value is not None and not value.strip():
+            raise ValidationError("The comment is empty; leave it out or write something.")
+
+    @validates_schema
+    def _reopen_rules(self, data: dict[str, object], **_: object) -> None:
+        if not data.get("reopen"):
+            return
+        errors: dict[str, list[str]] = {}
+        score = data.get("score")
+        if isinstance(score, int) and score > 2:
+            errors["reopen"] = ["Only a score of 1 or 2 can reopen the request."]
+        comment = data.get("comment")
+        if not (isinstance(comment, str) and comment.strip()):
+            errors["comment"] = ["Say what is missing: the department reads this comment."]
+        if errors:
+            raise ValidationError(errors)
+
+
 class RequestQueryArgsSchema(_Strict):
     status = fields.List(
         fields.String(validate=validate.OneOf(STATUSES)),
@@ -111,6 +195,8 @@ class TimelineEntrySchema(Schema):
 class LinksSchema(Schema):
     self = fields.String()
     cancel = fields.String()
+    clarification = fields.String()
+    rating = fields.String()
 
 
 class RequestSchema(Schema):

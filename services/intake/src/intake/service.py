@@ -8,6 +8,7 @@ from kcc_shared.organisation import Organisation
 from kcc_shared.outbox import OutboxRelay
 
 from intake.store import RequestStore
+from intake.stream import UpdateFeed
 
 
 @dataclass
@@ -15,6 +16,7 @@ class IntakeContext:
     store: RequestStore
     organisation: Organisation
     relay: OutboxRelay
+    feed: UpdateFeed
 
     def committed(self) -> None:
         """A write committed an outbox row: publish it now rather than at the next poll."""

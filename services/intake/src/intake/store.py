@@ -1,4 +1,4 @@
-"""The agents' requests: stored with their timeline and outbox row in one transaction."""
+"""The agents' requests with their timeline, update feed and outbox rows, in one transaction."""
 
 from __future__ import annotations
 
@@ -7,19 +7,22 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kcc_shared.auth import Principal
-from kcc_shared.db import UtcDateTime, write
+from kcc_shared.consumer import processed_events_table
+from kcc_shared.db import UtcDateTime, create_schema, is_postgres, write
 from kcc_shared.events import Actor, Event, new_event
 from kcc_shared.outbox import Clock, Outbox, outbox_table, utcnow
+from kcc_shared.privacy import redact_bsn
 from sqlalchemy import (
     Column,
     Connection,
     Engine,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -28,9 +31,12 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
+
+from intake.view import OPEN, fold, order_key
 
 metadata = MetaData()
 
@@ -74,9 +80,30 @@ timeline_table = Table(
     Index("ix_timeline_request", "request_id", "occurred_at"),
 )
 
-outbox = outbox_table(metadata)
+# The agents' update feed: one row per timeline entry, numbered in commit order. The live
+# stream follows it by `seq` (the SSE event id), so a reconnect resumes exactly where it left.
+updates_table = Table(
+    "agent_updates",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("request_id", String(36), ForeignKey("requests.id"), nullable=False),
+    Column("event_id", String(36), ForeignKey("timeline.event_id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_agent_updates_agent_seq", "agent_id", "seq"),
+    # Note: without AUTOINCREMENT SQLite may reuse the highest seq after a delete.
+    sqlite_autoincrement=True,
+)
 
-OPEN_STATUSES = ("submitted", "routed", "claimed", "awaiting_clarification")
+outbox = outbox_table(metadata)
+processed_events = processed_events_table(metadata)
+
+OPEN_STATUSES = OPEN
+
+# Held (transaction-scoped) while a feed row is added, until commit: on PostgreSQL a sequence
+# hands out numbers at insert, not at commit, so without it seq 12 could become visible before
+# seq 11 and a stream that already sent 12 would never send 11. SQLite writers are serialised.
+_FEED_LOCK_KEY = 0x4B4343_0001
 
 
 class RequestNotFound(LookupError):
@@ -97,6 +124,28 @@ class RequestNotCancellable(ValueError):
 
 class NotRequestOwner(PermissionError):
     """Only the agent who filed a request may act on it."""
+
+
+class NotAwaitingClarification(ValueError):
+    """A clarification answer for a request nobody asked a question about (now)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(
+            f"the request is {status}: there is no open clarification question to answer"
+        )
+        self.status = status
+
+
+class NotRateable(ValueError):
+    """Only an answered request can be rated, once per answer."""
+
+    def __init__(self, status: str) -> None:
+        reason = {
+            "closed": "it has already been rated",
+            "cancelled": "it was cancelled",
+        }.get(status, "it has not been answered yet")
+        super().__init__(f"the request is {status} and cannot be rated: {reason}")
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -154,6 +203,26 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Rating:
+    score: int
+    thanks: bool
+    comment: str | None
+    reopen: bool
+
+
+@dataclass(frozen=True)
+class Update:
+    """One entry of an agent's update feed, with the request's state as it is now."""
+
+    seq: int
+    agent_id: str
+    request_id: str
+    status: str
+    department: str | None
+    entry: TimelineEntry
+
+
+@dataclass(frozen=True)
 class Submission:
     request: Request
     replayed: bool
@@ -167,11 +236,33 @@ class Page:
     page_size: int
 
 
-# What of an event's data the agent's timeline shows (never the full question again).
-_TIMELINE_DETAILS = {
+# What of an event's data the agent's timeline shows: what the agent needs to follow the
+# request (and what the view's rules read), never the question again nor the routing internals.
+_TIMELINE_DETAILS: dict[str, tuple[str, ...]] = {
     "request.submitted": ("priority", "channel", "category"),
+    "request.routed": (
+        "department",
+        "from_department",
+        "handoff_count",
+        "reason",
+        "first_response_due",
+        "resolution_due",
+    ),
+    "request.claimed": ("department", "staff_id"),
+    "request.released": ("department", "staff_id"),
+    "request.clarification_requested": ("department", "text"),
+    "request.clarified": ("text",),
+    "request.answered": ("department", "staff_id", "answer"),
+    "request.reroute_requested": ("from_department", "to_department", "reason"),
+    "request.reopened": ("department", "reason"),
     "request.cancelled": ("reason",),
+    "request.rated": ("score", "thanks", "comment", "department"),
+    "request.sla_warning": ("department", "clock"),
+    "request.sla_breached": ("department", "clock"),
 }
+# Free text written by people: redacted again on the way in (a second line of defence; the
+# service that accepted the text redacted it first).
+_FREE_TEXT = frozenset({"text", "answer", "reason", "comment"})
 
 
 class RequestStore:
@@ -183,7 +274,7 @@ class RequestStore:
         self.outbox = Outbox(outbox, clock)
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        create_schema(self.engine, metadata)
 
     def submit(
         self, agent: Principal, new: NewRequest, idempotency_key: str | None = None
@@ -231,7 +322,7 @@ class RequestStore:
                         fingerprint=fingerprint,
                     )
                 )
-                self._record(connection, event)
+                self._record(connection, event, agent.user_id)
         except IntegrityError:
             # A concurrent retry with the same key won the race: answer with its request.
             if idempotency_key is None:
@@ -279,8 +370,10 @@ class RequestStore:
             ).first()
         return (row.id, row.fingerprint) if row is not None else None
 
-    def _record(self, connection: Connection, event: Event) -> None:
-        """Add the event to the request's timeline and to the outbox, in the caller's tx."""
+    def _record(
+        self, connection: Connection, event: Event, agent_id: str, *, publish: bool = True
+    ) -> None:
+        """Add the event to the timeline, the outbox (if ours) and the agent's update feed."""
         entry = _timeline_entry(event)
         connection.execute(
             insert(timeline_table).values(
@@ -293,7 +386,33 @@ class RequestStore:
                 details=json.dumps(entry.details),
             )
         )
-        self.outbox.add(connection, [event])
+        if publish:
+            self.outbox.add(connection, [event])
+        # Last in the transaction: the feed lock is held from here to the commit.
+        if is_postgres(self.engine):
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEED_LOCK_KEY})
+        connection.execute(
+            insert(updates_table).values(
+                agent_id=agent_id,
+                request_id=event.request_id,
+                event_id=event.id,
+                created_at=self._clock(),
+            )
+        )
+
+    def _refold(self, connection: Connection, request_id: str) -> None:
+        """Recompute status, department and answer from the whole timeline (see view.py)."""
+        view = fold(_load_timeline(connection, request_id))
+        connection.execute(
+            update(requests_table)
+            .where(requests_table.c.id == request_id)
+            .values(
+                status=view.status,
+                department=view.department,
+                answer=view.answer,
+                updated_at=self._clock(),
+            )
+        )
 
     def get(self, request_id: str, viewer: Principal | None = None) -> Request:
         """The request with its timeline; RequestNotFound if absent or not the viewer's."""
@@ -302,23 +421,8 @@ class RequestStore:
             row = connection.execute(select(t).where(t.c.id == request_id)).first()
             if row is None or (viewer is not None and not _may_view(viewer, row)):
                 raise RequestNotFound(request_id)
-            tl = timeline_table
-            entries = connection.execute(
-                select(tl)
-                .where(tl.c.request_id == request_id)
-                .order_by(tl.c.occurred_at, tl.c.event_id)
-            ).all()
+            timeline = _load_timeline(connection, request_id)
         request = _request(row)
-        timeline = [
-            TimelineEntry(
-                event_id=e.event_id,
-                type=e.type,
-                occurred_at=e.occurred_at,
-                actor={"kind": e.actor_kind, "id": e.actor_id},
-                details=json.loads(e.details),
-            )
-            for e in entries
-        ]
         return Request(**{**request.__dict__, "timeline": timeline})
 
     def list(
@@ -356,7 +460,6 @@ class RequestStore:
 
     def cancel(self, request_id: str, agent: Principal, reason: str | None) -> Request:
         t = requests_table
-        now = self._clock()
         with write(self.engine) as connection:
             # FOR UPDATE: the event consumer may change the status concurrently (PostgreSQL).
             row = connection.execute(
@@ -372,24 +475,202 @@ class RequestStore:
                 "request.cancelled",
                 request_id=request_id,
                 actor=Actor("agent", agent.user_id),
-                occurred_at=now,
+                occurred_at=self._after_history(connection, request_id),
                 data={"reason": reason},
             )
-            connection.execute(
-                update(t).where(t.c.id == request_id).values(status="cancelled", updated_at=now)
-            )
-            self._record(connection, event)
+            self._record(connection, event, row.agent_id)
+            self._refold(connection, request_id)
         return self.get(request_id)
+
+    def clarify(self, request_id: str, agent: Principal, answer: str) -> Request:
+        """The agent answers the department's clarification question (text already redacted)."""
+        with write(self.engine) as connection:
+            row = self._owned(connection, request_id, agent, "answer its clarification question")
+            if row.status != "awaiting_clarification":
+                raise NotAwaitingClarification(row.status)
+            event = new_event(
+                "request.clarified",
+                request_id=request_id,
+                actor=Actor("agent", agent.user_id),
+                occurred_at=self._after_history(connection, request_id),
+                data={"text": answer},
+            )
+            self._record(connection, event, row.agent_id)
+            self._refold(connection, request_id)
+        return self.get(request_id)
+
+    def rate(self, request_id: str, agent: Principal, rating: Rating) -> Request:
+        """Rate the answer once; a low score with `reopen` sends it back to its department."""
+        with write(self.engine) as connection:
+            row = self._owned(connection, request_id, agent, "rate it")
+            if row.status != "answered":
+                raise NotRateable(row.status)
+            now = self._after_history(connection, request_id)
+            actor = Actor("agent", agent.user_id)
+            events = [
+                new_event(
+                    "request.rated",
+                    request_id=request_id,
+                    actor=actor,
+                    occurred_at=now,
+                    data={
+                        "score": rating.score,
+                        "thanks": rating.thanks,
+                        "comment": rating.comment,
+                        "department": row.department,
+                    },
+                )
+            ]
+            if rating.reopen:
+                events.append(
+                    new_event(
+                        "request.reopened",
+                        request_id=request_id,
+                        actor=actor,
+                        occurred_at=now,
+                        data={"reason": rating.comment, "department": row.department},
+                    )
+                )
+            for event in events:
+                self._record(connection, event, row.agent_id)
+            self._refold(connection, request_id)
+        return self.get(request_id)
+
+    def _after_history(self, connection: Connection, request_id: str) -> datetime:
+        """Now, but never before the latest event the agent is responding to.
+
+        The view orders events by occurred_at; another service's clock running a little ahead
+        must not put the agent's answer before the question it answers.
+        """
+        latest = connection.execute(
+            select(func.max(timeline_table.c.occurred_at)).where(
+                timeline_table.c.request_id == request_id
+            )
+        ).scalar()
+        now = self._clock()
+        if latest is None:
+            return now
+        latest = _utc(latest)
+        return max(now, latest + timedelta(milliseconds=1))
+
+    def _owned(self, connection: Connection, request_id: str, agent: Principal, action: str) -> Any:
+        t = requests_table
+        # FOR UPDATE: the event consumer may change the status concurrently (PostgreSQL).
+        row = connection.execute(select(t).where(t.c.id == request_id).with_for_update()).first()
+        if row is None or not _may_view(agent, row):
+            raise RequestNotFound(request_id)
+        if row.agent_id != agent.user_id:
+            raise NotRequestOwner(f"only the agent who filed the request can {action}")
+        return row
+
+    # -- the consumer's side ----------------------------------------------------------------
+
+    def apply_event(self, connection: Connection, event: Event) -> str:
+        """Apply a consumed event to the agent's view in the consumer's transaction.
+
+        Returns what happened: `applied`, `recorded` (our own event coming back: already in
+        the timeline) or `unknown_request` (filed elsewhere; nothing to show to anyone here).
+        """
+        t = requests_table
+        row = connection.execute(
+            select(t.c.id, t.c.agent_id).where(t.c.id == event.request_id).with_for_update()
+        ).first()
+        if row is None:
+            return "unknown_request"
+        known = connection.execute(
+            select(timeline_table.c.event_id).where(timeline_table.c.event_id == event.id)
+        ).first()
+        if known is not None:
+            return "recorded"
+        self._record(connection, event, row.agent_id, publish=False)
+        self._refold(connection, event.request_id)
+        return "applied"
+
+    # -- the update feed --------------------------------------------------------------------
+
+    def last_update_seq(self) -> int:
+        with self.engine.connect() as connection:
+            value = connection.execute(select(func.max(updates_table.c.seq))).scalar()
+        return int(value or 0)
+
+    def updates_after(
+        self, seq: int, *, agent_id: str | None = None, limit: int = 500
+    ) -> Sequence[Update]:
+        """Feed entries after `seq` in order (all agents', or one agent's)."""
+        u, tl, t = updates_table, timeline_table, requests_table
+        query = (
+            select(
+                u.c.seq,
+                u.c.agent_id,
+                u.c.request_id,
+                t.c.status,
+                t.c.department,
+                tl.c.event_id,
+                tl.c.type,
+                tl.c.occurred_at,
+                tl.c.actor_kind,
+                tl.c.actor_id,
+                tl.c.details,
+            )
+            .join(tl, tl.c.event_id == u.c.event_id)
+            .join(t, t.c.id == u.c.request_id)
+            .where(u.c.seq > seq)
+            .order_by(u.c.seq)
+            .limit(limit)
+        )
+        if agent_id is not None:
+            query = query.where(u.c.agent_id == agent_id)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [
+            Update(
+                seq=r.seq,
+                agent_id=r.agent_id,
+                request_id=r.request_id,
+                status=r.status,
+                department=r.department,
+                entry=_entry(r),
+            )
+            for r in rows
+        ]
 
 
 def _timeline_entry(event: Event) -> TimelineEntry:
-    keep = _TIMELINE_DETAILS.get(event.type, ())
+    details: dict[str, Any] = {}
+    for key in _TIMELINE_DETAILS.get(event.type, ()):
+        value = event.data.get(key)
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            value = value.isoformat().replace("+00:00", "Z")
+        elif key in _FREE_TEXT and isinstance(value, str):
+            value = redact_bsn(value)[0]
+        details[key] = value
     return TimelineEntry(
         event_id=event.id,
         type=event.type,
         occurred_at=event.occurred_at,
         actor={"kind": event.actor.kind, "id": event.actor.id},
-        details={k: event.data[k] for k in keep if event.data.get(k) is not None},
+        details=details,
+    )
+
+
+def _load_timeline(connection: Connection, request_id: str) -> list[TimelineEntry]:
+    tl = timeline_table
+    rows = connection.execute(
+        select(tl).where(tl.c.request_id == request_id).order_by(tl.c.occurred_at, tl.c.event_id)
+    ).all()
+    # The view's order: same moment → lifecycle order (rated before reopened), then id.
+    return sorted((_entry(r) for r in rows), key=order_key)
+
+
+def _entry(row: Any) -> TimelineEntry:
+    return TimelineEntry(
+        event_id=row.event_id,
+        type=row.type,
+        occurred_at=row.occurred_at,
+        actor={"kind": row.actor_kind, "id": row.actor_id},
+        details=json.loads(row.details),
     )
 
 
@@ -418,3 +699,9 @@ def _request(row: Any) -> Request:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _utc(moment: Any) -> datetime:
+    # func.max() bypasses the column type: SQLite hands back text, PostgreSQL an aware datetime.
+    value: datetime = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

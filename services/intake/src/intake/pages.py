@@ -1,0 +1,286 @@
+"""The agent desk ("balie"): server-rendered Dutch pages to file, follow, clarify and rate."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from kcc_shared.events import CHANNELS, PRIORITIES
+from kcc_shared.problems import Problem
+from kcc_shared.web import current_user, login_required
+from marshmallow import ValidationError
+from werkzeug.wrappers import Response
+
+from intake.api import clarify, last_event_id, new_request, rate, stream_response
+from intake.schemas import ClarificationSchema, RatingSchema, RequestCreateSchema
+from intake.service import IntakeContext
+from intake.store import (
+    IdempotencyKeyReused,
+    NotAwaitingClarification,
+    NotRateable,
+    NotRequestOwner,
+    RequestNotCancellable,
+    RequestNotFound,
+)
+
+desk_bp = Blueprint("desk", __name__, template_folder="templates", url_prefix="/balie")
+
+LOCAL: Final = ZoneInfo("Europe/Amsterdam")
+
+STATUS_LABELS: Final = {
+    "submitted": "Ingediend",
+    "routed": "Bij de afdeling, wacht op behandeling",
+    "claimed": "In behandeling",
+    "awaiting_clarification": "De afdeling heeft een vraag aan jou",
+    "answered": "Beantwoord",
+    "closed": "Afgesloten",
+    "cancelled": "Ingetrokken",
+}
+EVENT_LABELS: Final = {
+    "request.submitted": "Vraag gesteld",
+    "request.routed": "Naar afdeling",
+    "request.claimed": "Opgepakt",
+    "request.released": "Terug in de wachtrij",
+    "request.reroute_requested": "Doorsturen gevraagd",
+    "request.clarification_requested": "Vraag aan jou",
+    "request.clarified": "Jouw verduidelijking",
+    "request.answered": "Antwoord",
+    "request.rated": "Jouw beoordeling",
+    "request.reopened": "Heropend",
+    "request.cancelled": "Ingetrokken",
+    "request.sla_warning": "Termijn loopt bijna af",
+    "request.sla_breached": "Termijn verstreken",
+}
+PRIORITY_LABELS: Final = {"urgent": "Spoed", "high": "Hoog", "normal": "Normaal", "low": "Laag"}
+CHANNEL_LABELS: Final = {
+    "phone": "Telefoon",
+    "email": "E-mail",
+    "chat": "Chat",
+    "counter": "Balie",
+    "app": "App",
+    "letter": "Brief",
+    "social": "Sociale media",
+}
+AGENT: Final = ("agent",)
+
+
+def _context() -> IntakeContext:
+    context: IntakeContext = current_app.extensions["kcc.intake"]
+    return context
+
+
+@desk_bp.app_template_filter("lokaal")
+def _local_time(moment: datetime | str | None) -> str:
+    if moment is None:
+        return "-"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.astimezone(LOCAL).strftime("%d-%m-%Y %H:%M")
+
+
+@desk_bp.app_context_processor
+def _labels() -> dict[str, Any]:
+    departments = {d.id: d.name for d in _context().organisation.departments.values()}
+    return {
+        "status_labels": STATUS_LABELS,
+        "event_labels": EVENT_LABELS,
+        "priority_labels": PRIORITY_LABELS,
+        "channel_labels": CHANNEL_LABELS,
+        "departments": departments,
+    }
+
+
+@desk_bp.get("")
+@login_required(*AGENT)
+def desk() -> Any:
+    """Mijn vragen, and the form to file a new one."""
+    return _desk_page({}, {})
+
+
+def _desk_page(form: dict[str, Any], errors: dict[str, Any], status: int = 200) -> Any:
+    context = _context()
+    mine = context.store.list(current_user(), page_size=100)
+    page = render_template(
+        "desk/desk.html",
+        requests=mine.items,
+        total=mine.total,
+        form=form,
+        errors=errors,
+        categories=list(context.organisation.categories.values()),
+        priorities=PRIORITIES,
+        channels=CHANNELS,
+        # A fresh key per rendered form: a double click or a resent form files once.
+        idempotency_key=form.get("idempotency_key") or str(uuid.uuid4()),
+        feed_position=context.store.last_update_seq(),
+    )
+    return page, status
+
+
+@desk_bp.post("/vragen")
+@login_required(*AGENT)
+def file_question() -> Any:
+    form = {k: v for k, v in request.form.items() if k != "csrf_token"}
+    payload: dict[str, Any] = {
+        "question": form.get("question", ""),
+        "priority": form.get("priority") or "normal",
+        "channel": form.get("channel") or "phone",
+    }
+    if form.get("category"):
+        payload["category"] = form["category"]
+    if form.get("citizen_ref", "").strip():
+        payload["citizen_ref"] = form["citizen_ref"].strip()
+    try:
+        args = RequestCreateSchema().load(payload)
+        new = new_request(args)
+        key = form.get("idempotency_key") or None
+        submission = _context().store.submit(current_user(), new, key)
+    except ValidationError as exc:
+        return _desk_page(form, _messages(exc.messages), 400)
+    except Problem as exc:
+        return _desk_page(form, _messages(exc.errors or {"question": None}), 400)
+    except IdempotencyKeyReused:
+        form.pop("idempotency_key", None)
+        return _desk_page(form, {"question": "Dit formulier is al verstuurd."}, 409)
+    if not submission.replayed:
+        _context().committed()
+    flash("Je vraag is verstuurd. Je ziet hier wanneer de afdeling hem oppakt.")
+    return redirect(url_for("desk.detail", request_id=submission.request.id))
+
+
+@desk_bp.get("/vragen/<uuid:request_id>")
+@login_required(*AGENT)
+def detail(request_id: uuid.UUID) -> str:
+    context = _context()
+    try:
+        request_ = context.store.get(str(request_id), current_user())
+    except RequestNotFound:
+        abort(404)
+    question = next(
+        (
+            e.details.get("text")
+            for e in reversed(request_.timeline)
+            if e.type == "request.clarification_requested"
+        ),
+        None,
+    )
+    return render_template(
+        "desk/request.html",
+        r=request_,
+        mine=request_.agent_id == current_user().user_id,
+        open_question=question if request_.status == "awaiting_clarification" else None,
+        feed_position=context.store.last_update_seq(),
+    )
+
+
+@desk_bp.post("/vragen/<uuid:request_id>/verduidelijking")
+@login_required(*AGENT)
+def answer_question(request_id: uuid.UUID) -> Response:
+    try:
+        args = ClarificationSchema().load({"text": request.form.get("text", "")})
+    except ValidationError:
+        flash("Schrijf eerst je antwoord op de vraag van de afdeling.", "fout")
+        return _back(request_id)
+    return _act(
+        request_id,
+        "Je antwoord is naar de afdeling gestuurd.",
+        lambda: clarify(_context(), current_user(), str(request_id), args["text"]),
+    )
+
+
+@desk_bp.post("/vragen/<uuid:request_id>/beoordeling")
+@login_required(*AGENT)
+def rate_answer(request_id: uuid.UUID) -> Response:
+    payload: dict[str, Any] = {
+        "thanks": request.form.get("thanks") == "ja",
+        "reopen": request.form.get("reopen") == "ja",
+        "comment": request.form.get("comment", "").strip() or None,
+    }
+    score = request.form.get("score", "")
+    payload["score"] = int(score) if score.isdigit() else None
+    try:
+        args = RatingSchema().load(payload)
+    except ValidationError as exc:
+        flash("Beoordeling niet verstuurd: " + _sentence(exc.messages), "fout")
+        return _back(request_id)
+    done = (
+        "De vraag gaat terug naar de afdeling, met je toelichting."
+        if args["reopen"]
+        else "Dank voor je beoordeling" + (" en je bedankje!" if args["thanks"] else ".")
+    )
+    return _act(request_id, done, lambda: rate(_context(), current_user(), str(request_id), args))
+
+
+@desk_bp.post("/vragen/<uuid:request_id>/intrekken")
+@login_required(*AGENT)
+def cancel(request_id: uuid.UUID) -> Response:
+    def withdraw() -> Any:
+        cancelled = _context().store.cancel(str(request_id), current_user(), None)
+        _context().committed()
+        return cancelled
+
+    return _act(request_id, "Je vraag is ingetrokken; de afdeling is op de hoogte.", withdraw)
+
+
+@desk_bp.get("/stream")
+@login_required(*AGENT)
+def stream() -> Response:
+    """The live stream for the page's EventSource (the session, not a bearer token)."""
+    return stream_response(_context(), current_user().user_id, last_event_id())
+
+
+def _act(request_id: uuid.UUID, done: str, action: Any) -> Response:
+    try:
+        action()
+    except RequestNotFound:
+        abort(404)
+    except NotRequestOwner:
+        flash("Alleen wie de vraag stelde kan dit doen.", "fout")
+    except (NotAwaitingClarification, NotRateable, RequestNotCancellable) as exc:
+        flash(_state_message(exc), "fout")
+    else:
+        flash(done)
+    return _back(request_id)
+
+
+def _state_message(exc: Exception) -> str:
+    if isinstance(exc, NotAwaitingClarification):
+        return "Er staat geen vraag van de afdeling open (meer)."
+    if isinstance(exc, NotRateable):
+        return (
+            "Deze vraag is al beoordeeld."
+            if exc.status == "closed"
+            else "Je kunt pas beoordelen als er een antwoord is."
+        )
+    return "Deze vraag kan niet meer worden ingetrokken."
+
+
+def _back(request_id: uuid.UUID) -> Response:
+    return redirect(url_for("desk.detail", request_id=request_id), code=303)
+
+
+# The schemas' messages are English (they serve the API); the page says it in Dutch.
+HINTS: Final = {
+    "question": "Beschrijf de vraag in 10 tot 4000 tekens.",
+    "category": "Kies een onderwerp uit de lijst (of geen).",
+    "priority": "Kies een prioriteit uit de lijst.",
+    "channel": "Kies een kanaal uit de lijst.",
+    "citizen_ref": "Een kenmerk uit jullie eigen systeem (max. 64 tekens), nooit een BSN.",
+    "tags": "Labels zijn hier niet te kiezen.",
+    "score": "Kies een cijfer van 1 tot 5.",
+    "comment": "Schrijf een toelichting van hoogstens 1000 tekens; verplicht als je de vraag "
+    "terugstuurt.",
+    "reopen": "Terugsturen kan alleen bij een 1 of een 2.",
+    "thanks": "Vink het bedankje aan of niet.",
+}
+
+
+def _messages(messages: Any) -> dict[str, str]:
+    fields = messages.keys() if isinstance(messages, dict) else ["question"]
+    return {f: HINTS.get(f, "Controleer dit veld.") for f in fields}
+
+
+def _sentence(messages: Any) -> str:
+    return " ".join(_messages(messages).values())

@@ -1,0 +1,81 @@
+"""The intake's event consumer: every request event into the agents' view (intake.events)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from kcc_shared.consumer import EventConsumer
+from kcc_shared.events import Event
+from kcc_shared.topology import service_queue
+from sqlalchemy import Connection
+
+from intake.metrics import EVENTS_APPLIED, SERVICE
+from intake.store import RequestStore, processed_events
+
+__all__ = ["EVENTS_QUEUE", "ViewConsumer"]
+
+log = logging.getLogger(__name__)
+
+EVENTS_QUEUE: Final = "intake.events"
+
+
+class ViewConsumer:
+    """Consumes `intake.events` (bound to `request.#`) into the store, one message at a time.
+
+    The shared EventConsumer does the reliable part: dedupe on the event id in the same
+    transaction as `RequestStore.apply_event`, ack after commit, park poison in kcc.dead. It runs
+    in its own process in production (`kcc intake consume`) and as a thread in `kcc dev`; the
+    live streams of any gunicorn worker see its commits through the update feed table.
+    """
+
+    def __init__(
+        self,
+        store: RequestStore,
+        broker_url: str,
+        *,
+        prefetch: int = 50,
+        publish_timeout: float = 5.0,
+    ) -> None:
+        self.store = store
+        self._outcome = "applied"
+        self._consumer = EventConsumer(
+            service=SERVICE,
+            broker_url=broker_url,
+            queue=service_queue(EVENTS_QUEUE),
+            engine=store.engine,
+            processed=processed_events,
+            handler=self._apply,
+            prefetch=prefetch,
+            publish_timeout=publish_timeout,
+            after_commit=self._committed,
+        )
+
+    def start(self) -> None:
+        self._consumer.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._consumer.stop(timeout)
+
+    @property
+    def consuming(self) -> bool:
+        return self._consumer.consuming
+
+    def wait_until_consuming(self, timeout: float) -> bool:
+        return self._consumer.wait_until_consuming(timeout)
+
+    def _apply(self, connection: Connection, event: Event) -> None:
+        # One message at a time on one thread: the outcome waits here for after_commit.
+        self._outcome = self.store.apply_event(connection, event)
+
+    def _committed(self, event: Event) -> None:
+        EVENTS_APPLIED.labels(event.type, self._outcome).inc()
+        log.info(
+            "view_event_applied",
+            extra={
+                "event_id": event.id,
+                "type": event.type,
+                "request_id": event.request_id,
+                "outcome": self._outcome,
+            },
+        )
