@@ -38,7 +38,7 @@ lint: install
 	.venv/bin/ruff format --check .
 
 types: install
-	.venv/bin/mypy shared/src services/*/src cli/src bench conftest.py
+	.venv/bin/mypy shared/src services/*/src cli/src bench conftest.py deploy/grafana/dashboard.py deploy/prometheus/targets.py
 
 check: lint types test
 
