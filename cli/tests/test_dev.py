@@ -1,5 +1,5 @@
-"""`kcc dev` (what `make run` starts): one process that files and routes, stops cleanly and
-keeps its data across a restart."""
+"""`kcc dev` (what `make run` starts): one process in which a question is filed, routed, lands
+in the inbox and is timed; it stops cleanly and keeps its data across a restart."""
 
 from __future__ import annotations
 
@@ -88,6 +88,22 @@ def test_dev_files_routes_stops_on_ctrl_c_and_keeps_data(
             return 'kcc_requests_routed_total{department="afval",reason="rule"} 1.0' in metrics
 
         wait_for(routed_to_afval)
+
+        def in_the_afval_inbox() -> bool:
+            inbox = call(f"{base}/backoffice/api/v1/departments/afval/inbox", tokens["staff-femke"])
+            return created["id"] in [item["request_id"] for item in inbox["items"]]
+
+        wait_for(in_the_afval_inbox)
+        # The agent's own view follows the routing; the SLA monitor has started a clock.
+        wait_for(
+            lambda: call(f"{base}/api/v1/requests/{created['id']}", anna)["status"] == "routed"
+        )
+        wait_for(
+            lambda: (
+                'kcc_requests_open{department="afval",state="waiting"} 1.0'
+                in call(f"{base}/sla-monitor/metrics")
+            )
+        )
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import secrets
 import signal
 import threading
 from collections.abc import Callable, Iterable
@@ -13,14 +14,21 @@ from types import FrameType
 from typing import Any
 
 import click
+from backoffice.app import create_app as create_backoffice
+from backoffice.worker import InboxWorker
 from intake.app import create_app as create_intake
+from intake.worker import ViewConsumer
 from kcc_shared.auth import TokenStore, tokens_table
 from kcc_shared.config import Config
-from kcc_shared.db import make_engine
+from kcc_shared.db import create_schema, make_engine
 from kcc_shared.logging import configure_logging
 from kcc_shared.organisation import OrganisationError, load_organisation
 from router.worker import RouterWorker
+from sla_monitor.app import create_app as create_sla
+from sla_monitor.app import store_of
+from sla_monitor.worker import SlaMonitor
 from sqlalchemy import MetaData
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import make_server
 
 log = logging.getLogger(__name__)
@@ -30,6 +38,14 @@ DEMO_USERS: tuple[tuple[str, str, str | None, tuple[str, ...]], ...] = (
     ("agent-anna", "agent", "kcc-noord", ()),
     ("agent-bram", "agent", "kcc-noord", ()),
     ("agent-chris", "agent", "kcc-zuid", ()),
+    ("staff-eva", "staff", None, ("burgerzaken", "belastingen")),
+    ("staff-femke", "staff", None, ("afval", "openbare-ruimte", "kcc-triage")),
+    (
+        "staff-gijs",
+        "staff",
+        None,
+        ("vergunningen", "wonen", "parkeren", "ondernemers", "sociaal-domein", "juridische-zaken"),
+    ),
     ("ops-dana", "ops", None, ()),
 )
 
@@ -44,7 +60,7 @@ def demo_tokens(config: Config, data: Path) -> dict[str, str]:
     engine = make_engine(config.auth_url)
     metadata = MetaData()
     store = TokenStore(engine, tokens_table(metadata))
-    metadata.create_all(engine)
+    create_schema(engine, metadata)
     tokens = {}
     for user, role, team, departments in DEMO_USERS:
         token, _ = store.create(
@@ -74,12 +90,24 @@ def start_page(tokens: dict[str, str], base: str) -> bytes:
 code,pre{{background:#f3f3f3;padding:.1rem .3rem}}td{{padding:.2rem .6rem}}</style></head>
 <body>
 <h1>KCC kennisvragen</h1>
-<p>Vragen van het klantcontactcentrum naar de juiste vakafdeling, zichtbaar en op tijd.
-Deze ontwikkelomgeving draait intake en router in één proces, met een interne broker.</p>
-<h2>Links</h2>
+<p>Vragen van het klantcontactcentrum naar de juiste vakafdeling: zichtbaar, op tijd, met
+terugkoppeling. Deze ontwikkelomgeving draait intake, router, backoffice en SLA-monitor in één
+proces, met een interne broker en SQLite.</p>
+<h2>Pagina's</h2>
 <ul>
-<li><a href="/api/openapi.json">API-beschrijving (OpenAPI)</a></li>
-<li><a href="/metrics">Metrics (Prometheus)</a></li>
+<li><a href="/balie">Balie van de KCC-medewerker</a> — vraag uitzetten, volgen, beoordelen
+(log in met een agent-token)</li>
+<li><a href="/backoffice/inbox">Werkvoorraad van de afdeling</a> — oppakken, beantwoorden,
+doorsturen (log in met een staff-token)</li>
+<li><a href="/sla-monitor/sla">SLA-overzicht</a> — normen, overschrijdingen, doorlooptijden</li>
+</ul>
+<h2>API en techniek</h2>
+<ul>
+<li>API-beschrijvingen: <a href="/api/openapi.json">intake</a>,
+<a href="/backoffice/api/openapi.json">backoffice</a>,
+<a href="/sla-monitor/api/openapi.json">SLA-monitor</a></li>
+<li>Metrics: <a href="/metrics">intake en router</a>, <a href="/backoffice/metrics">backoffice</a>,
+<a href="/sla-monitor/metrics">SLA-monitor</a> (één proces: dezelfde registry)</li>
 <li><a href="/readyz">Gereedheid</a> en <a href="/healthz">levend</a></li>
 </ul>
 <h2>Demogebruikers</h2>
@@ -120,37 +148,75 @@ def with_start_page(app: Callable[..., Iterable[bytes]], page: bytes) -> Callabl
 @click.pass_obj
 def dev(config: Config, host: str, port: int, data: Path) -> None:
     """Run the system in one process: memory:// broker, SQLite, demo organisation and users."""
+    data = data.resolve()
     data.mkdir(parents=True, exist_ok=True)
-    config = config.with_(
-        database_url=f"sqlite:///{data.resolve() / 'kcc.db'}",
-        auth_database_url=None,
+    shared = config.with_(
+        auth_database_url=f"sqlite:///{data / 'auth.db'}",
         broker_url="memory://localhost/",
         outbox_poll_interval=0.5,
+        secret_key=_secret_key(data),
+        # Plain http on localhost: a Secure cookie would never be sent back.
+        session_cookie_secure=False,
     )
     configure_logging(config.log_level, "text")
     try:
         organisation = load_organisation(config.organisation_file)
     except OrganisationError as exc:
         raise click.ClickException(f"the organisation file is invalid:\n{exc}") from exc
-    tokens = demo_tokens(config, data)
-    intake = create_intake(config)
-    base = f"http://{host}:{port}"
-    try:
-        server = make_server(
-            host, port, with_start_page(intake, start_page(tokens, base)), threaded=True
-        )
-    except (OSError, SystemExit) as exc:
-        # Note: werkzeug prints its own advice and calls sys.exit when the port is taken.
-        intake.extensions["kcc.intake"].relay.stop()
-        raise click.ClickException(f"cannot listen on {host}:{port}") from exc
+    tokens = demo_tokens(shared, data)
+    stops: list[Callable[[], None]] = []
+
+    def store(name: str) -> Config:
+        # Each service owns its store, as in production: one SQLite file each.
+        return shared.with_(database_url=f"sqlite:///{data / name}.db")
+
+    # The router first: it declares every department queue, and memory:// drops messages
+    # published before a queue is bound.
     router = RouterWorker(
-        config.broker_url,
+        shared.broker_url,
         organisation,
         organisation_file=config.organisation_file,
         prefetch=config.prefetch,
         publish_timeout=config.publish_timeout,
     )
     router.start()
+    stops.append(router.stop)
+
+    intake = create_intake(store("intake"))
+    intake_context = intake.extensions["kcc.intake"]
+    stops += [intake_context.relay.stop, intake_context.feed.stop]
+    view = ViewConsumer(
+        intake_context.store, shared.broker_url, publish_timeout=config.publish_timeout
+    )
+    view.start()
+    stops.append(view.stop)
+
+    backoffice = create_backoffice(store("backoffice"))
+    backoffice_context = backoffice.extensions["kcc.backoffice"]
+    stops.append(backoffice_context.relay.stop)
+    inbox = InboxWorker(
+        shared.broker_url, backoffice_context.store, publish_timeout=config.publish_timeout
+    )
+    inbox.start()
+    stops.append(inbox.stop)
+
+    sla_config = store("sla-monitor")
+    sla = create_sla(sla_config, organisation=organisation)
+    monitor = SlaMonitor(sla_config, store_of(sla))
+    monitor.start()
+    stops.append(monitor.stop)
+
+    base = f"http://{host}:{port}"
+    site = DispatcherMiddleware(
+        with_start_page(intake, start_page(tokens, base)),
+        {"/backoffice": backoffice, "/sla-monitor": sla},
+    )
+    try:
+        server = make_server(host, port, site, threaded=True)
+    except (OSError, SystemExit) as exc:
+        # Note: werkzeug prints its own advice and calls sys.exit when the port is taken.
+        _stop_all(stops)
+        raise click.ClickException(f"cannot listen on {host}:{port}") from exc
 
     stopping = threading.Event()
 
@@ -168,6 +234,22 @@ def dev(config: Config, host: str, port: int, data: Path) -> None:
         server.serve_forever()
     finally:
         click.echo("stopping…")
-        router.stop()
-        intake.extensions["kcc.intake"].relay.stop()
         server.server_close()
+        _stop_all(stops)
+
+
+def _stop_all(stops: list[Callable[[], None]]) -> None:
+    for stop in reversed(stops):
+        try:
+            stop()
+        except Exception:  # stopping the rest matters more than one component's complaint
+            log.exception("dev_component_stop_failed")
+
+
+def _secret_key(data: Path) -> str:
+    """A session key kept in the data folder, so a restart keeps people logged in."""
+    path = data / "secret-key"
+    if not path.is_file():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()

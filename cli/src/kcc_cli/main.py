@@ -12,6 +12,7 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 import click
+from backoffice.commands import backoffice_group
 from intake.commands import intake_group
 from kcc_shared.config import Config, ConfigError
 from kcc_shared.logging import configure_logging
@@ -40,6 +41,7 @@ def cli(ctx: click.Context) -> None:
 for group in (
     token_group,
     intake_group,
+    backoffice_group,
     router_group,
     config_group,
     rules_group,

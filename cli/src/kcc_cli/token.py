@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from kcc_shared.auth import ROLES, TokenError, TokenStore, tokens_table
 from kcc_shared.config import Config
-from kcc_shared.db import make_engine
+from kcc_shared.db import create_schema, make_engine
 from kcc_shared.organisation import OrganisationError, load_organisation
 from sqlalchemy import MetaData
 
@@ -14,7 +14,7 @@ def _store(config: Config) -> TokenStore:
     engine = make_engine(config.auth_url)
     metadata = MetaData()
     store = TokenStore(engine, tokens_table(metadata))
-    metadata.create_all(engine)
+    create_schema(engine, metadata)
     return store
 
 
