@@ -9,7 +9,7 @@ from flask import Flask
 from kcc_shared.api import TOKENS_EXTENSION, make_api
 from kcc_shared.auth import TokenStore, tokens_table
 from kcc_shared.config import Config
-from kcc_shared.db import make_engine
+from kcc_shared.db import create_schema, make_engine
 from kcc_shared.health import broker_check, database_check, health_blueprint
 from kcc_shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, instrument
 from kcc_shared.organisation import Organisation, load_organisation
@@ -19,7 +19,11 @@ from kcc_shared.publisher import connection_factory
 from sqlalchemy import MetaData
 
 from sla_monitor.api import summary_blp
-from sla_monitor.metrics import OpenRequestsCollector, install_open_collector
+from sla_monitor.metrics import (
+    OpenRequestsCollector,
+    initialise_outcomes,
+    install_open_collector,
+)
 from sla_monitor.pages import pages_blp
 from sla_monitor.service import CONTEXT_EXTENSION, SlaContext
 from sla_monitor.store import SlaStore, outbox
@@ -49,7 +53,7 @@ def create_app(
     tokens = TokenStore(
         auth_engine, tokens_table(auth_metadata), cache_seconds=config.auth_cache_seconds
     )
-    auth_metadata.create_all(auth_engine)
+    create_schema(auth_engine, auth_metadata)
 
     app = Flask(__name__)
     app.extensions[CONTEXT_EXTENSION] = SlaContext(store, organisation, clock)
@@ -67,6 +71,7 @@ def create_app(
     # The SLA monitor is one process (not gunicorn): the default registry and a custom
     # collector that reads the open figures at scrape time.
     install_open_collector(OpenRequestsCollector(lambda: store.open_figures(clock())))
+    initialise_outcomes(organisation)
 
     def refresh_outbox_gauges() -> None:
         backlog = outbox_backlog(engine, outbox, clock())

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
+from kcc_shared.events import CLOCKS, PRIORITIES
 from kcc_shared.organisation import Organisation
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -47,6 +49,8 @@ EXTRA_BUCKETS: Final = (
     300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 57600.0, 86400.0,
     144000.0, 288000.0, 576000.0,
 )  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 
 def sla_buckets(org: Organisation) -> tuple[float, ...]:
@@ -141,7 +145,12 @@ class OpenRequestsCollector(Collector):
             "excluded).",
             labels=["department"],
         )
-        for figures in self._read():
+        try:
+            read = list(self._read())
+        except Exception:  # a store outage must not take every other metric of /metrics down
+            log.warning("open_figures_unavailable", exc_info=True)
+            return
+        for figures in read:
             for state in OPEN_STATES:
                 open_.add_metric([figures.department, state], figures.by_state.get(state, 0))
             oldest.add_metric([figures.department], figures.oldest_open_s)
@@ -151,6 +160,19 @@ class OpenRequestsCollector(Collector):
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Registering must not call collect() (it would query the store at import time).
         return iter(())
+
+
+def initialise_outcomes(organisation: Organisation) -> None:
+    """Export every outcome series at 0 from the start.
+
+    Note: increase() and rate() need a sample before the first count; a series born at 1 would
+    hide a department's first breach from the alerts and the dashboard.
+    """
+    for department in organisation.departments:
+        for priority in PRIORITIES:
+            for clock in CLOCKS:
+                for outcome in ("met", "breached"):
+                    SLA_OUTCOMES.labels(department, priority, clock, outcome)
 
 
 def install_open_collector(collector: OpenRequestsCollector) -> None:

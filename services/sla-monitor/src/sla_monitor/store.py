@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from kcc_shared.consumer import processed_events_table
-from kcc_shared.db import UtcDateTime, is_postgres, write
+from kcc_shared.db import UtcDateTime, create_schema, is_postgres, write
 from kcc_shared.events import SYSTEM, Event, derived_event_id, new_event
 from kcc_shared.organisation import Organisation
 from kcc_shared.outbox import Outbox, outbox_table
@@ -176,7 +176,7 @@ class SlaStore:
         self.histograms = metrics.clock_histograms(org)
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        create_schema(self.engine, metadata)
 
     # -- ingest ---------------------------------------------------------------------------
 
