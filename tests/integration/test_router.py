@@ -18,6 +18,7 @@ import pika
 import pytest
 import requests
 from kcc_shared.events import Actor, Event, derived_event_id, new_event
+from kcc_shared.health import HealthServer
 from kcc_shared.organisation import load_organisation
 from kcc_shared.topology import (
     DEAD_QUEUE,
@@ -31,7 +32,6 @@ from kcc_shared.topology import (
 )
 from kombu.connection import Connection
 from pika.adapters.blocking_connection import BlockingChannel
-from router.http import HealthServer
 from router.rules import RuleSet
 from router.worker import RouterWorker
 

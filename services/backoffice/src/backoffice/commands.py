@@ -47,11 +47,12 @@ def consume() -> None:
     finishes the message in hand (commit, ack), closes its connections and exits 0.
     """
     from kcc_shared.db import make_engine
+    from kcc_shared.health import HealthServer
     from kcc_shared.logging import configure_logging
     from kcc_shared.organisation import OrganisationError, load_organisation
 
     from backoffice.store import InboxStore
-    from backoffice.worker import HealthServer, InboxWorker
+    from backoffice.worker import InboxWorker
 
     try:
         config = Config.from_env()
@@ -75,7 +76,9 @@ def consume() -> None:
         prefetch=min(config.prefetch, 50),
         publish_timeout=config.publish_timeout,
     )
-    server = HealthServer(config.metrics_host, config.metrics_port, worker.readiness_checks())
+    server = HealthServer(
+        config.metrics_host, config.metrics_port, worker.readiness_checks(), name="backoffice"
+    )
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         log.info("backoffice_stop_requested", extra={"signal": signal.Signals(signum).name})

@@ -8,9 +8,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable
 from types import FrameType
-from typing import Any
 
 import click
 
@@ -47,11 +45,10 @@ def consume() -> None:
     on KCC_METRICS_HOST:KCC_METRICS_PORT. On SIGTERM or SIGINT it finishes the message in
     hand (commit, then ack), closes its connections and exits 0.
     """
-    from wsgiref.simple_server import WSGIRequestHandler, make_server
 
     from kcc_shared.config import Config, ConfigError
     from kcc_shared.db import make_engine
-    from kcc_shared.health import broker_check, database_check
+    from kcc_shared.health import HealthServer, broker_check, database_check
     from kcc_shared.logging import configure_logging
     from kcc_shared.publisher import connection_factory
 
@@ -74,17 +71,14 @@ def consume() -> None:
         "broker": broker_check(connection_factory(config.broker_url, timeout=2)),
     }
 
-    class QuietHandler(WSGIRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # probes every few seconds would drown the log
+    def consuming() -> None:
+        if not consumer.consuming:
+            raise RuntimeError("not consuming")
 
-    server = make_server(
-        config.metrics_host,
-        config.metrics_port,
-        _health_app(checks, lambda: consumer.consuming),
-        handler_class=QuietHandler,
+    server = HealthServer(
+        config.metrics_host, config.metrics_port, {**checks, "consumer": consuming}, name="intake"
     )
-    threading.Thread(target=server.serve_forever, name="intake-http", daemon=True).start()
+    server.start()
 
     stopping = threading.Event()
 
@@ -94,48 +88,16 @@ def consume() -> None:
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     consumer.start()
-    log.info("intake_consumer_started", extra={"metrics_port": server.server_port})
+    log.info("intake_consumer_started", extra={"metrics_port": server.port})
     try:
         stopping.wait()
     finally:
         consumer.stop()
-        server.shutdown()
-        server.server_close()
+        server.stop()
         store.engine.dispose()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("intake_consumer_stopped")
-
-
-def _health_app(checks: Any, consuming: Callable[[], bool]) -> Callable[..., Iterable[bytes]]:
-    """/metrics, /healthz (the process answers), /readyz (DB, broker, and consuming)."""
-    from kcc_shared.health import run_checks
-    from kcc_shared.metrics import metrics_app
-
-    metrics = metrics_app()
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == "/metrics":
-            return list(metrics(environ, start_response))
-        body: dict[str, Any]
-        if path == "/healthz":
-            status, body = "200 OK", {"status": "ok"}
-        elif path == "/readyz":
-            ready, results = run_checks(checks)
-            results["consumer"] = "ok" if consuming() else "failing: not consuming"
-            ready = ready and consuming()
-            status = "200 OK" if ready else "503 Service Unavailable"
-            body = {"status": "ready" if ready else "not ready", "checks": results}
-        else:
-            status, body = "404 Not Found", {"status": "not found"}
-        data = json.dumps(body).encode()
-        start_response(
-            status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
-        )
-        return [data]
-
-    return app
 
 
 @intake_group.command("openapi")

@@ -8,10 +8,10 @@ from types import FrameType
 
 import click
 from kcc_shared.config import Config, ConfigError
+from kcc_shared.health import HealthServer
 from kcc_shared.logging import configure_logging
 from kcc_shared.organisation import OrganisationError, load_organisation
 
-from router.http import HealthServer
 from router.worker import RouterWorker
 
 __all__ = ["router_group"]
@@ -56,7 +56,9 @@ def run() -> None:
         prefetch=config.prefetch,
         publish_timeout=config.publish_timeout,
     )
-    server = HealthServer(config.metrics_host, config.metrics_port, worker.readiness_checks())
+    server = HealthServer(
+        config.metrics_host, config.metrics_port, worker.readiness_checks(), name="router"
+    )
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         log.info("router_stop_requested", extra={"signal": signal.Signals(signum).name})

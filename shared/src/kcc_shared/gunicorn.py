@@ -1,0 +1,50 @@
+"""gunicorn settings every HTTP service shares; a service's gunicorn_conf applies them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# Note: import nothing that imports prometheus_client here. gunicorn's master reads this
+# before any worker imports the app, and PROMETHEUS_MULTIPROC_DIR must be set by then.
+
+
+def settings(service: str, default_port: int) -> dict[str, Any]:
+    """Module-level settings for `gunicorn -c python:<service>.gunicorn_conf`."""
+    metrics_dir = os.environ.setdefault(
+        "PROMETHEUS_MULTIPROC_DIR", str(Path(tempfile.gettempdir()) / f"kcc-{service}-metrics")
+    )
+
+    def on_starting(server: Any) -> None:
+        # Samples of a previous run would be summed into this one's counters.
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        Path(metrics_dir).mkdir(parents=True, exist_ok=True)
+
+    def child_exit(server: Any, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+    return {
+        "bind": os.environ.get("KCC_HTTP_BIND", f"127.0.0.1:{default_port}"),
+        "workers": int(os.environ.get("KCC_HTTP_WORKERS", "2")),
+        # Threads: a slow client or a blocked database call does not hold up a whole worker.
+        "worker_class": "gthread",
+        "threads": int(os.environ.get("KCC_HTTP_THREADS", "8")),
+        # Every publish and database wait is bounded well under this (KCC_PUBLISH_TIMEOUT).
+        "timeout": 30,
+        "graceful_timeout": 20,
+        "keepalive": 5,
+        # Access logs would carry paths with request ids and client addresses; the app logs
+        # events instead.
+        "accesslog": None,
+        "errorlog": "-",
+        # Never --preload: each worker opens its own DB pool and broker connection after the
+        # fork.
+        "preload_app": False,
+        "on_starting": on_starting,
+        "child_exit": child_exit,
+    }
