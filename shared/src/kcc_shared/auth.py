@@ -18,7 +18,8 @@ from typing import Final
 from flask import Request
 from sqlalchemy import Column, Engine, MetaData, String, Table, Text, insert, select, update
 
-from kcc_shared.db import UtcDateTime, write
+from kcc_shared.config import Config
+from kcc_shared.db import UtcDateTime, create_schema, make_engine, write
 
 ROLES: Final = ("agent", "staff", "ops", "admin")
 TOKEN_PREFIX: Final = "kcc_"  # noqa: S105 - a prefix, not a secret
@@ -229,3 +230,13 @@ def bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
+
+
+def token_store_for(config: Config, engine: Engine) -> TokenStore:
+    """The token store a service uses: its own database unless KCC_AUTH_DATABASE_URL says
+    otherwise (one store shared by every service)."""
+    auth_engine = engine if config.auth_url == config.database_url else make_engine(config.auth_url)
+    metadata = MetaData()
+    store = TokenStore(auth_engine, tokens_table(metadata), cache_seconds=config.auth_cache_seconds)
+    create_schema(auth_engine, metadata)
+    return store

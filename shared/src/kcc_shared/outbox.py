@@ -28,10 +28,12 @@ from sqlalchemy import (
     update,
 )
 
+from kcc_shared.config import Config
 from kcc_shared.db import UtcDateTime, is_postgres, write
 from kcc_shared.events import Event
 from kcc_shared.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
-from kcc_shared.publisher import Outgoing, Publisher, PublishError
+from kcc_shared.publisher import Outgoing, Publisher, PublishError, connection_factory
+from kcc_shared.topology import declare_service_queues
 
 log = logging.getLogger(__name__)
 
@@ -297,3 +299,24 @@ class _Row:
     event_id: str
     routing_key: str
     body: str
+
+
+def relay_for(
+    config: Config, engine: Engine, table: Table, *, service: str, clock: Clock = utcnow
+) -> OutboxRelay:
+    """A service's relay, publishing with confirms on a connection of its own that declares
+    every service queue first (an event must never be dropped for want of a queue)."""
+    publisher = Publisher(
+        connection_factory(config.broker_url, timeout=config.publish_timeout),
+        timeout=config.publish_timeout,
+        on_connect=declare_service_queues,
+    )
+    return OutboxRelay(
+        engine,
+        table,
+        publisher,
+        service=service,
+        batch_size=config.outbox_batch_size,
+        poll_interval=config.outbox_poll_interval,
+        clock=clock,
+    )

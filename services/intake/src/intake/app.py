@@ -7,17 +7,15 @@ from typing import Final
 
 from flask import Flask
 from kcc_shared.api import TOKENS_EXTENSION, make_api
-from kcc_shared.auth import TokenStore, tokens_table
+from kcc_shared.auth import token_store_for
 from kcc_shared.config import Config
-from kcc_shared.db import create_schema, make_engine
+from kcc_shared.db import make_engine
 from kcc_shared.health import broker_check, database_check, health_blueprint
 from kcc_shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, instrument
 from kcc_shared.organisation import load_organisation
-from kcc_shared.outbox import OutboxRelay, outbox_backlog, utcnow
-from kcc_shared.publisher import Publisher, connection_factory
-from kcc_shared.topology import declare_service_queues
+from kcc_shared.outbox import outbox_backlog, relay_for, utcnow
+from kcc_shared.publisher import connection_factory
 from kcc_shared.web import init_web
-from sqlalchemy import MetaData
 
 from intake.api import catalog_blp, requests_blp, stream_blp
 from intake.errors import register_error_handlers
@@ -44,30 +42,9 @@ def create_app(config: Config | None = None) -> Flask:
     engine = make_engine(config.database_url)
     store = RequestStore(engine)
     store.create_schema()
-    auth_engine = engine if config.auth_url == config.database_url else make_engine(config.auth_url)
-    auth_metadata = MetaData()
-    tokens = TokenStore(
-        auth_engine, tokens_table(auth_metadata), cache_seconds=config.auth_cache_seconds
-    )
-    create_schema(auth_engine, auth_metadata)
+    tokens = token_store_for(config, engine)
 
-    connections = connection_factory(config.broker_url, timeout=config.publish_timeout)
-    publisher = Publisher(
-        connections,
-        timeout=config.publish_timeout,
-        # Every service queue must exist before the first request.submitted (router.work,
-        # backoffice.events, sla-monitor.events) and routed event (intake.events), or the
-        # broker drops what no queue is bound for.
-        on_connect=declare_service_queues,
-    )
-    relay = OutboxRelay(
-        engine,
-        outbox,
-        publisher,
-        service=SERVICE,
-        batch_size=config.outbox_batch_size,
-        poll_interval=config.outbox_poll_interval,
-    )
+    relay = relay_for(config, engine, outbox, service=SERVICE)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
@@ -93,7 +70,14 @@ def create_app(config: Config | None = None) -> Flask:
         )
         app.register_blueprint(desk_bp)
     app.register_blueprint(
-        health_blueprint({"database": database_check(engine), "broker": broker_check(connections)})
+        health_blueprint(
+            {
+                "database": database_check(engine),
+                "broker": broker_check(
+                    connection_factory(config.broker_url, timeout=config.publish_timeout)
+                ),
+            }
+        )
     )
 
     def refresh_outbox_gauges() -> None:

@@ -7,16 +7,15 @@ from datetime import datetime
 
 from flask import Flask
 from kcc_shared.api import TOKENS_EXTENSION, make_api
-from kcc_shared.auth import TokenStore, tokens_table
+from kcc_shared.auth import token_store_for
 from kcc_shared.config import Config
-from kcc_shared.db import create_schema, make_engine
+from kcc_shared.db import make_engine
 from kcc_shared.health import broker_check, database_check, health_blueprint
 from kcc_shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, instrument
 from kcc_shared.organisation import Organisation, load_organisation
 from kcc_shared.outbox import outbox_backlog
 from kcc_shared.problems import register_problem_handlers
 from kcc_shared.publisher import connection_factory
-from sqlalchemy import MetaData
 
 from sla_monitor.api import summary_blp
 from sla_monitor.metrics import (
@@ -48,12 +47,7 @@ def create_app(
     engine = make_engine(config.database_url)
     store = SlaStore(engine, organisation)
     store.create_schema()
-    auth_engine = engine if config.auth_url == config.database_url else make_engine(config.auth_url)
-    auth_metadata = MetaData()
-    tokens = TokenStore(
-        auth_engine, tokens_table(auth_metadata), cache_seconds=config.auth_cache_seconds
-    )
-    create_schema(auth_engine, auth_metadata)
+    tokens = token_store_for(config, engine)
 
     app = Flask(__name__)
     app.extensions[CONTEXT_EXTENSION] = SlaContext(store, organisation, clock)

@@ -12,9 +12,8 @@ from typing import Final
 from kcc_shared.config import Config
 from kcc_shared.consumer import EventConsumer
 from kcc_shared.events import Event
-from kcc_shared.outbox import OutboxRelay
-from kcc_shared.publisher import Publisher, connection_factory
-from kcc_shared.topology import declare, service_queue
+from kcc_shared.outbox import relay_for
+from kcc_shared.topology import service_queue
 from sqlalchemy import Connection
 
 from sla_monitor import metrics
@@ -138,20 +137,7 @@ class SlaMonitor:
     put in the outbox still goes out)."""
 
     def __init__(self, config: Config, store: SlaStore, *, clock: Clock = utcnow) -> None:
-        publisher = Publisher(
-            connection_factory(config.broker_url, timeout=config.publish_timeout),
-            timeout=config.publish_timeout,
-            on_connect=declare,
-        )
-        self.relay = OutboxRelay(
-            store.engine,
-            outbox,
-            publisher,
-            service=SERVICE,
-            batch_size=config.outbox_batch_size,
-            poll_interval=config.outbox_poll_interval,
-            clock=clock,
-        )
+        self.relay = relay_for(config, store.engine, outbox, service=SERVICE, clock=clock)
         self.scheduler = DeadlineScheduler(store, clock=clock, on_fired=self.relay.wake)
 
         def committed() -> None:
