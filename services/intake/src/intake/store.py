@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -459,41 +459,50 @@ class RequestStore:
         return Page([_request(r) for r in rows], int(total), page, page_size)
 
     def cancel(self, request_id: str, agent: Principal, reason: str | None) -> Request:
-        t = requests_table
-        with write(self.engine) as connection:
-            # FOR UPDATE: the event consumer may change the status concurrently (PostgreSQL).
-            row = connection.execute(
-                select(t).where(t.c.id == request_id).with_for_update()
-            ).first()
-            if row is None or not _may_view(agent, row):
-                raise RequestNotFound(request_id)
-            if row.agent_id != agent.user_id:
-                raise NotRequestOwner("only the agent who filed the request can cancel it")
-            if row.status not in OPEN_STATUSES:
-                raise RequestNotCancellable(row.status)
-            event = new_event(
-                "request.cancelled",
-                request_id=request_id,
-                actor=Actor("agent", agent.user_id),
-                occurred_at=self._after_history(connection, request_id),
-                data={"reason": reason},
-            )
-            self._record(connection, event, row.agent_id)
-            self._refold(connection, request_id)
-        return self.get(request_id)
+        return self._agent_action(
+            request_id,
+            agent,
+            "cancel it",
+            "request.cancelled",
+            {"reason": reason},
+            allowed=lambda status: status in OPEN_STATUSES,
+            refused=RequestNotCancellable,
+        )
 
     def clarify(self, request_id: str, agent: Principal, answer: str) -> Request:
         """The agent answers the department's clarification question (text already redacted)."""
+        return self._agent_action(
+            request_id,
+            agent,
+            "answer its clarification question",
+            "request.clarified",
+            {"text": answer},
+            allowed=lambda status: status == "awaiting_clarification",
+            refused=NotAwaitingClarification,
+        )
+
+    def _agent_action(
+        self,
+        request_id: str,
+        agent: Principal,
+        action: str,
+        event_type: str,
+        data: dict[str, Any],
+        *,
+        allowed: Callable[[str], bool],
+        refused: Callable[[str], Exception],
+    ) -> Request:
+        """One event by the request's own agent, if its status allows it, in one transaction."""
         with write(self.engine) as connection:
-            row = self._owned(connection, request_id, agent, "answer its clarification question")
-            if row.status != "awaiting_clarification":
-                raise NotAwaitingClarification(row.status)
+            row = self._owned(connection, request_id, agent, action)
+            if not allowed(row.status):
+                raise refused(row.status)
             event = new_event(
-                "request.clarified",
+                event_type,
                 request_id=request_id,
                 actor=Actor("agent", agent.user_id),
                 occurred_at=self._after_history(connection, request_id),
-                data={"text": answer},
+                data=data,
             )
             self._record(connection, event, row.agent_id)
             self._refold(connection, request_id)
