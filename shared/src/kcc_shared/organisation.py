@@ -383,6 +383,16 @@ class _Reader:
             return None
         return str(node.value).strip()
 
+    def reference(
+        self, node: Node, owner: str, field: str | None, kind: str, known: Iterable[str]
+    ) -> str | None:
+        """`owner`'s `field`, a name that must be one of `known` (a department, a calendar)."""
+        value = self.text(node, f"{owner}: {field}" if field else owner)
+        if value is not None and value not in known:
+            self.report(node, f"{owner}: unknown {kind} '{value}'{_did_you_mean(value, known)}")
+            return None
+        return value
+
     def identifier(self, node: Node, what: str) -> str | None:
         value = self.text(node, what)
         if value is not None and not _ID.fullmatch(value):
@@ -456,14 +466,13 @@ class _Reader:
 
         fallback = None
         if "fallback_department" in top:
-            node = top["fallback_department"]
-            fallback = self.text(node, "fallback_department")
-            if fallback is not None and fallback not in department_ids:
-                self.report(
-                    node,
-                    f"fallback_department: unknown department '{fallback}'"
-                    f"{_did_you_mean(fallback, department_ids)}",
-                )
+            fallback = self.reference(
+                top["fallback_department"],
+                "fallback_department",
+                None,
+                "department",
+                department_ids,
+            )
 
         rules = self.rules(top.get("rules"), department_ids, categories)
 
@@ -658,13 +667,9 @@ class _Reader:
 
         calendar = None
         if "calendar" in fields:
-            calendar = self.text(fields["calendar"], f"{what}: calendar")
-            if calendar is not None and calendar not in calendar_names:
-                self.report(
-                    fields["calendar"],
-                    f"{what}: unknown calendar '{calendar}'"
-                    f"{_did_you_mean(calendar, calendar_names)}",
-                )
+            calendar = self.reference(
+                fields["calendar"], what, "calendar", "calendar", calendar_names
+            )
 
         warning_ratio = DEFAULT_WARNING_RATIO
         if "warning_at" in fields:
@@ -764,14 +769,9 @@ class _Reader:
             label = self.text(fields["label"], f"{what}: label") if "label" in fields else None
             department = None
             if "department" in fields:
-                department = self.text(fields["department"], f"{what}: department")
-                if department is not None and department not in department_ids:
-                    self.report(
-                        fields["department"],
-                        f"{what}: unknown department '{department}'"
-                        f"{_did_you_mean(department, department_ids)}",
-                    )
-                    department = None
+                department = self.reference(
+                    fields["department"], what, "department", "department", department_ids
+                )
             if label is not None and department is not None:
                 result[cat_id] = Category(id=cat_id, label=label, department=department)
             else:
@@ -837,13 +837,9 @@ class _Reader:
 
         department = None
         if "department" in fields:
-            department = self.text(fields["department"], f"{what}: department")
-            if department is not None and department not in department_ids:
-                self.report(
-                    fields["department"],
-                    f"{what}: unknown department '{department}'"
-                    f"{_did_you_mean(department, department_ids)}",
-                )
+            department = self.reference(
+                fields["department"], what, "department", "department", department_ids
+            )
 
         description = None
         if "description" in fields:
