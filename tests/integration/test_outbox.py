@@ -343,6 +343,32 @@ def test_a_publish_to_an_unreachable_broker_gives_up_within_the_publish_timeout(
     assert store.unsent() == 1
 
 
+def test_a_sent_batch_is_confirmed_by_wait_and_lost_with_its_connection(
+    broker_url: str, amqp_channel: BlockingChannel
+) -> None:
+    # The router sends one batch, routes the next meanwhile, then waits for the confirms.
+    queue = observe(amqp_channel, "request.submitted")
+    publisher = Publisher(connection_factory(broker_url, timeout=PUBLISH_TIMEOUT), timeout=5)
+    first, second = submitted(3), submitted(2)
+    try:
+        sent = publisher.send([Outgoing(e.id, e.routing_key, e.to_json()) for e in first])
+        with pytest.raises(RuntimeError, match="still awaits its confirms"):
+            publisher.send([Outgoing(e.id, e.routing_key, e.to_json()) for e in second])
+
+        assert publisher.wait(sent).confirmed == [e.id for e in first]
+
+        lost = publisher.send([Outgoing(e.id, e.routing_key, e.to_json()) for e in second])
+        publisher.close()
+        with pytest.raises(PublishError, match="lost with its connection"):
+            publisher.wait(lost)
+    finally:
+        publisher.close()
+    # A batch reported lost may still have arrived: the caller publishes it again, and the
+    # consumers dedupe on the message id.
+    arrived = take(amqp_channel, queue, expected=3)
+    assert arrived[:3] == [e.id for e in first]
+
+
 def test_two_relays_on_postgresql_publish_every_row_once(
     postgres_url: str,
     broker_url: str,

@@ -15,7 +15,7 @@ from kcc_shared.publisher import (
     Outgoing,
     Publisher,
     PublishError,
-    PublishResult,
+    Sent,
     connection_factory,
 )
 from kcc_shared.topology import (
@@ -132,11 +132,11 @@ class FlakyPublisher(Publisher):
         super().__init__(connection_factory(BROKER, timeout=5), timeout=5)
         self.calls = 0
 
-    def publish(self, messages: Sequence[Outgoing]) -> PublishResult:
+    def send(self, messages: Sequence[Outgoing]) -> Sent:
         self.calls += 1
         if self.calls == 1:
             raise PublishError("no confirm within 5.0s")
-        return super().publish(messages)
+        return super().send(messages)
 
 
 def test_failed_publish_requeues_and_routes_later() -> None:

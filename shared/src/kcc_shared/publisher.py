@@ -40,6 +40,15 @@ class PublishResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(eq=False)
+class Sent:
+    """A batch handed to the broker: its delivery tags, or the result when there is nothing
+    to wait for (an empty batch, or memory://, which has no confirms)."""
+
+    tags: dict[int, str]
+    result: PublishResult | None = None
+
+
 class Publisher:
     """Publishes on a connection of its own with batched confirms.
 
@@ -67,22 +76,49 @@ class Publisher:
         self._unconfirmed: dict[int, str] = {}
         self._nacked: set[int] = set()
         self._returned: dict[str, str] = {}
+        self._in_flight: Sent | None = None
 
     def publish(self, messages: Sequence[Outgoing]) -> PublishResult:
         """Publish all messages and wait for their confirms; raise PublishError on failure."""
+        return self.wait(self.send(messages))
+
+    def send(self, messages: Sequence[Outgoing]) -> Sent:
+        """Publish all messages without waiting for their confirms; `wait` collects them.
+
+        A caller can do other work while the broker writes the batch (the router routes its
+        next batch). One batch at a time: the previous one must have been waited for.
+        """
+        if self._in_flight is not None:
+            raise RuntimeError("send() while an earlier batch still awaits its confirms")
         if not messages:
-            return PublishResult()
+            return Sent(tags={}, result=PublishResult())
         try:
             channel = self._ensure_channel()
             if not isinstance(channel, amqp.Channel):
-                return self._publish_unconfirmed(channel, messages)
-            return self._publish_confirmed(channel, messages)
+                return Sent(tags={}, result=self._publish_unconfirmed(channel, messages))
+            sent = Sent(tags=self._send_confirmed(channel, messages))
+        except (TimeoutError, OSError, amqp.exceptions.AMQPError) as exc:
+            self.close()
+            raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+        self._in_flight = sent
+        return sent
+
+    def wait(self, sent: Sent) -> PublishResult:
+        """Wait for the confirms of a batch from `send`; raise PublishError on failure."""
+        if sent.result is not None:
+            return sent.result
+        if sent is not self._in_flight:
+            raise PublishError("the batch was lost with its connection; publish it again")
+        try:
+            return self._await_confirms(sent.tags)
         except PublishError:
             self.close()
             raise
         except (TimeoutError, OSError, amqp.exceptions.AMQPError) as exc:
             self.close()
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self._in_flight = None
 
     def _ensure_channel(self) -> Any:
         if self._channel is not None:
@@ -104,9 +140,9 @@ class Publisher:
         self._connection, self._channel, self._next_tag = connection, channel, 1
         return channel
 
-    def _publish_confirmed(
+    def _send_confirmed(
         self, channel: amqp.Channel, messages: Sequence[Outgoing]
-    ) -> PublishResult:
+    ) -> dict[int, str]:
         self._unconfirmed.clear()
         self._nacked.clear()
         self._returned.clear()
@@ -130,6 +166,9 @@ class Publisher:
             tags[self._next_tag] = message.message_id
             self._unconfirmed[self._next_tag] = message.message_id
             self._next_tag += 1
+        return tags
+
+    def _await_confirms(self, tags: Mapping[int, str]) -> PublishResult:
         deadline = time.monotonic() + self._timeout
         assert self._connection is not None
         while self._unconfirmed:
@@ -137,7 +176,7 @@ class Publisher:
             if remaining <= 0:
                 raise PublishError(
                     f"no confirm within {self._timeout:.1f}s for {len(self._unconfirmed)} of "
-                    f"{len(messages)} messages"
+                    f"{len(tags)} messages"
                 )
             self._connection.drain_events(timeout=remaining)
         result = PublishResult()
@@ -183,6 +222,8 @@ class Publisher:
         self._returned[message_id] = f"unroutable: no queue bound for {routing_key!r} on {exchange}"
 
     def close(self) -> None:
+        """Drop the connection; a batch sent on it and not yet confirmed counts as failed."""
+        self._in_flight = None
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None:
             try:
