@@ -45,6 +45,9 @@ def settings(service: str, default_port: int) -> dict[str, Any]:
         # Never --preload: each worker opens its own DB pool and broker connection after the
         # fork.
         "preload_app": False,
+        # gunicorn >= 25 opens a control socket under $HOME by default: nothing here uses it,
+        # and on a read-only root file system (the containers) it only logs a failure.
+        "control_socket_disable": True,
         "on_starting": on_starting,
         "child_exit": child_exit,
     }
