@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pika
 import psycopg
@@ -29,6 +32,24 @@ DEV_DATA = Path(
         "KCC_TEST_DEV_SET", REPO_ROOT.parent / "shared" / "data" / "routing-questions-dev.jsonl"
     )
 )
+
+
+def harness() -> Any:
+    """tests/stack.py (the pipeline as real processes), loaded by path once.
+
+    Note: services/sla-monitor/tests is a package named `tests` too; once pytest has imported
+    it (a full run), `import tests.stack` is looked for there. So the suites that use the
+    harness (tests/e2e, tests/faults, tests/test_stack.py) take it from here.
+    """
+    name = "kcc_test_stack"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tests" / "stack.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def _unavailable(what: str, exc: Exception) -> None:

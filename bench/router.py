@@ -235,6 +235,30 @@ def drain_with(
     }
 
 
+def baseline_drain(
+    url: str, departments: list[str], rows: list[dict[str, Any]], count: int, prefetch: int
+) -> dict[str, Any]:
+    """Preload `count` events into router.work and drain them with the no-op loop.
+
+    The vhost at `url` must have router.work and the department queues declared (`declare`)
+    and no other consumer on them; bench/pipeline.py uses this as its broker baseline.
+    """
+    ids = preload(url, count, rows)
+
+    def start_baseline() -> Callable[[], None]:
+        loop = NoopLoop(url, prefetch, departments)
+        thread = threading.Thread(target=loop.run)
+        thread.start()
+
+        def stop() -> None:
+            loop.stop = True
+            thread.join()
+
+        return stop
+
+    return drain_with("baseline", start_baseline, url, departments, count, set(ids))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
@@ -255,22 +279,7 @@ def main() -> None:
             declare(connection, [service_queue("router.work"), *map(department_queue, departments)])
         runs: list[dict[str, Any]] = []
         for _ in range(args.rounds):
-            ids = preload(url, args.messages, rows)
-
-            def start_baseline() -> Callable[[], None]:
-                loop = NoopLoop(url, args.prefetch, departments)
-                thread = threading.Thread(target=loop.run)
-                thread.start()
-
-                def stop() -> None:
-                    loop.stop = True
-                    thread.join()
-
-                return stop
-
-            runs.append(
-                drain_with("baseline", start_baseline, url, departments, args.messages, set(ids))
-            )
+            runs.append(baseline_drain(url, departments, rows, args.messages, args.prefetch))
 
             ids = preload(url, args.messages, rows)
 

@@ -1,173 +1,47 @@
-"""The feedback loop end to end: intake, router and back office as real processes on the real
-RabbitMQ (a fresh vhost) and PostgreSQL. An agent files a question, staff of the right
-department claim it, ask for clarification, the agent answers, staff answer, the agent sees
-the answer on the live stream and rates it, and both timelines show every step in order."""
+"""The feedback loop end to end: intake, router, back office and SLA monitor as real processes
+(tests/stack.py) on the real RabbitMQ (a fresh vhost) and PostgreSQL. An agent files a question,
+staff of the right department claim it, ask for clarification, the agent answers, staff answer,
+the agent sees the answer on the live stream and rates it, both timelines show every step in
+order, and the SLA monitor has seen the rating."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
 import requests
-from kcc_shared.auth import TokenStore, tokens_table
-from kcc_shared.db import make_engine
-from sqlalchemy import MetaData
 
-from conftest import POSTGRES_ADMIN_DSN, wait_for
+from conftest import POSTGRES_ADMIN_DSN, _unavailable, harness, wait_for
 
-PYTHON = sys.executable
-KCC = [str(Path(sys.executable).parent / "kcc")]
+if TYPE_CHECKING:
+    from tests.stack import Stack
+else:
+    Stack = harness().Stack
+
 QUESTION = "Paspoort verlopen en de burger vertrekt over tien dagen naar Spanje. Kan dat nog?"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Stack:
-    tmp: Path
-    env: dict[str, str]
-    processes: list[tuple[str, subprocess.Popen[bytes], Path]] = field(default_factory=list)
-
-    def start(self, name: str, args: list[str], **extra_env: str) -> None:
-        log = self.tmp / f"{name}.log"
-        metrics_dir = self.tmp / f"metrics-{name}"
-        metrics_dir.mkdir()
-        with log.open("w") as output:
-            process = subprocess.Popen(
-                args,
-                env={**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **extra_env},
-                stdout=output,
-                stderr=output,
-            )
-        self.processes.append((name, process, log))
-
-    def assert_alive(self) -> None:
-        for name, process, log in self.processes:
-            assert process.poll() is None, f"{name} exited:\n{log.read_text()[-3000:]}"
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {n}\n{log.read_text()[-2000:]}" for n, _, log in self.processes)
-
-    def stop(self) -> None:
-        for _, process, _ in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for _, process, _ in self.processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def ready(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 @pytest.fixture
-def backoffice_db(postgres_url: str) -> Iterator[str]:
-    """A database of its own for the back office (the intake has postgres_url)."""
-    name = f"kcc_test_bo_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield postgres_url.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def stack(
-    tmp_path: Path, broker_url: str, postgres_url: str, backoffice_db: str
-) -> Iterator[dict[str, Any]]:
-    env = {
-        **os.environ,
-        "KCC_BROKER_URL": broker_url,
-        "KCC_AUTH_DATABASE_URL": postgres_url,
-        "KCC_SECRET_KEY": "e2e-secret-key-0123456789abcdef",
-        "KCC_LOG_FORMAT": "text",
-        "KCC_OUTBOX_POLL_INTERVAL": "0.2",
-        "KCC_AUTH_CACHE_SECONDS": "0",
-        "KCC_HTTP_WORKERS": "2",
-    }
-    # Tokens live in one store every service reads (KCC_AUTH_DATABASE_URL).
-    engine = make_engine(postgres_url)
-    metadata = MetaData()
-    tokens = TokenStore(engine, tokens_table(metadata))
-    metadata.create_all(engine)
-    agent, _ = tokens.create(role="agent", user_id="agent-anna", team="kcc-noord")
-    staff, _ = tokens.create(role="staff", user_id="staff-eva", departments=["burgerzaken"])
-    engine.dispose()
-
-    s = Stack(tmp_path, env)
-    ports = {name: free_port() for name in ("intake", "backoffice", "bo_metrics", "in_metrics")}
-    ports["router_metrics"] = free_port()
+def stack(tmp_path: Path, broker_url: str) -> Iterator[Stack]:
     try:
-        # The back-office consumer first: it declares backoffice.events, which must exist
-        # before the intake publishes the first request.submitted.
-        s.start(
-            "backoffice-consume",
-            [PYTHON, "-m", "backoffice", "consume"],
-            KCC_DATABASE_URL=backoffice_db,
-            KCC_METRICS_PORT=str(ports["bo_metrics"]),
+        s = Stack(
+            tmp_path,
+            broker_url,
+            POSTGRES_ADMIN_DSN,
+            name="e2e",
+            env={"KCC_OUTBOX_POLL_INTERVAL": "0.2", "KCC_AUTH_CACHE_SECONDS": "0"},
         )
-        s.start(
-            "backoffice-api",
-            [PYTHON, "-m", "backoffice", "serve", "--bind", f"127.0.0.1:{ports['backoffice']}"],
-            KCC_DATABASE_URL=backoffice_db,
-        )
-        s.start("router", [*KCC, "router", "run"], KCC_METRICS_PORT=str(ports["router_metrics"]))
-        s.start(
-            "intake-consume",
-            [*KCC, "intake", "consume"],
-            KCC_DATABASE_URL=postgres_url,
-            KCC_METRICS_PORT=str(ports["in_metrics"]),
-        )
-        s.start(
-            "intake-api",
-            [*KCC, "intake", "serve", "--bind", f"127.0.0.1:{ports['intake']}"],
-            KCC_DATABASE_URL=postgres_url,
-        )
-        for _name, url in (
-            ("backoffice-consume", f"http://127.0.0.1:{ports['bo_metrics']}/readyz"),
-            ("router", f"http://127.0.0.1:{ports['router_metrics']}/readyz"),
-            ("intake-consume", f"http://127.0.0.1:{ports['in_metrics']}/readyz"),
-            ("backoffice-api", f"http://127.0.0.1:{ports['backoffice']}/readyz"),
-            ("intake-api", f"http://127.0.0.1:{ports['intake']}/readyz"),
-        ):
-
-            def up(url: str = url) -> bool:
-                s.assert_alive()
-                return ready(url)
-
-            wait_for(up, timeout=60, interval=0.2)
-        yield {
-            "intake": f"http://127.0.0.1:{ports['intake']}",
-            "backoffice": f"http://127.0.0.1:{ports['backoffice']}",
-            "agent": {"Authorization": f"Bearer {agent}"},
-            "staff": {"Authorization": f"Bearer {staff}"},
-            "stack": s,
-        }
-    finally:
-        s.stop()
+    except psycopg.OperationalError as exc:
+        _unavailable("PostgreSQL", exc)
+    with s:
+        s.start_all()
+        yield s
 
 
 class StreamReader:
@@ -193,10 +67,10 @@ class StreamReader:
         self._response.close()
 
 
-def test_question_to_answer_to_rating(stack: dict[str, Any]) -> None:
-    intake, backoffice = stack["intake"], stack["backoffice"]
-    agent, staff = stack["agent"], stack["staff"]
-    s: Stack = stack["stack"]
+def test_question_to_answer_to_rating(stack: Stack) -> None:
+    intake, backoffice = stack.intake_url, stack.backoffice_url
+    agent = {"Authorization": f"Bearer {stack.agent_token}"}
+    staff = {"Authorization": f"Bearer {stack.staff_token}"}
 
     # The agent opens the live stream first, then files the question.
     stream = StreamReader(f"{intake}/api/v1/stream", agent)
@@ -214,7 +88,7 @@ def test_question_to_answer_to_rating(stack: dict[str, Any]) -> None:
         inbox_url = f"{backoffice}/api/v1/departments/burgerzaken/inbox"
 
         def in_inbox() -> bool:
-            s.assert_alive()
+            stack.assert_alive()
             items = requests.get(inbox_url, headers=staff, timeout=5).json()["items"]
             return any(i["request_id"] == rid and i["question"] == QUESTION for i in items)
 
@@ -293,4 +167,10 @@ def test_question_to_answer_to_rating(stack: dict[str, Any]) -> None:
     staff_view = requests.get(f"{backoffice}/api/v1/items/{rid}", headers=staff, timeout=5)
     assert [e["type"] for e in staff_view.json()["timeline"]] == steps
     assert staff_view.json()["rating"] == 5
-    s.assert_alive()
+
+    # The SLA monitor, a consumer of every event too, has the whole story as well.
+    def sla_has_rating() -> float:
+        return stack.metric("sla-monitor", "kcc_sla_events_ingested_total", type="request.rated")
+
+    wait_for(lambda: sla_has_rating() == 1, timeout=30, interval=0.2)
+    stack.assert_alive()
