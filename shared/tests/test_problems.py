@@ -18,6 +18,7 @@ from kcc_shared.problems import (
     register_problem_handlers,
 )
 from marshmallow import Schema, fields, validate
+from sqlalchemy.exc import OperationalError
 from webargs.flaskparser import use_args
 
 SECRET = "postgresql://kcc:hunter2@db.internal/kcc"
@@ -55,6 +56,10 @@ def create_app() -> Flask:
     @app.get("/boom")
     def boom() -> dict[str, Any]:
         raise RuntimeError(f"could not connect to {SECRET}")
+
+    @app.get("/database-down")
+    def database_down() -> dict[str, Any]:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError(f"no route to {SECRET}"))
 
     @app.post("/ratings")
     @use_args(RatingSchema(), location="json")
@@ -177,3 +182,17 @@ def test_405_says_which_methods_are_allowed(client: FlaskClient) -> None:
 
     assert response.status_code == 405
     assert {m.strip() for m in response.headers["Allow"].split(",")} >= {"GET", "HEAD"}
+
+
+def test_an_unreachable_database_is_a_503_to_retry_without_the_connection_details(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        response = client.get("/database-down")
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.mimetype == PROBLEM_JSON
+    assert "Idempotency-Key" in response.get_json()["detail"]
+    assert "hunter2" not in response.get_data(as_text=True)
+    assert "hunter2" not in caplog.text

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask, Response, json
 from marshmallow import Schema, fields
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,20 @@ def register_problem_handlers(app: Flask) -> None:
             )
         detail = exc.description or HTTPStatus(status).phrase
         return problem_response(status, detail, headers=headers)
+
+    @app.errorhandler(OperationalError)
+    def _database_unavailable(exc: OperationalError) -> Response:
+        # A database restart or failover: the client should retry, not report a bug. The
+        # connection's URL and the driver's message stay in no answer and no log line.
+        log.warning("database_unavailable", extra={"error_type": type(exc.orig).__name__})
+        return problem_response(
+            503,
+            "The database is not reachable right now. Retry in a moment; a POST with the "
+            "same Idempotency-Key is never stored twice.",
+            title="Service unavailable",
+            slug="database-unavailable",
+            headers={"Retry-After": "1"},
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
