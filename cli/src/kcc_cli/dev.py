@@ -323,7 +323,10 @@ def dev(
     intake_context = intake.extensions["kcc.intake"]
     stops += [intake_context.relay.stop, intake_context.feed.stop]
     view = ViewConsumer(
-        intake_context.store, shared.broker_url, publish_timeout=config.publish_timeout
+        intake_context.store,
+        shared.broker_url,
+        publish_timeout=config.publish_timeout,
+        batch_size=config.consumer_batch_size,
     )
     view.start()
     stops.append(view.stop)
@@ -332,7 +335,10 @@ def dev(
     backoffice_context = backoffice.extensions["kcc.backoffice"]
     stops.append(backoffice_context.relay.stop)
     inbox = InboxWorker(
-        shared.broker_url, backoffice_context.store, publish_timeout=config.publish_timeout
+        shared.broker_url,
+        backoffice_context.store,
+        publish_timeout=config.publish_timeout,
+        batch_size=config.consumer_batch_size,
     )
     inbox.start()
     stops.append(inbox.stop)

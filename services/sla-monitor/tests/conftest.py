@@ -143,7 +143,7 @@ def ingest(store: SlaStore, clock: FakeClock) -> Ingest:
                         event_id=event.id, queue="sla-monitor.events", processed_at=clock()
                     )
                 )
-                handler(connection, event)
+                handler(connection, [event])
         except IntegrityError:
             return False
         handler.after_commit(event)

@@ -54,7 +54,7 @@ def _feed(app: Flask, clock: FakeClock, *evs: object) -> None:
         assert isinstance(event, Event)
         clock.set(max(clock(), event.occurred_at))
         with write(store.engine) as connection:
-            handler(connection, event)
+            handler(connection, [event])
         handler.after_commit(event)
 
 

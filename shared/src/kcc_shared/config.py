@@ -92,6 +92,14 @@ class Config:
     prefetch: int = field(
         default=200, metadata=_doc("KCC_PREFETCH", "Unacked messages a consumer may hold.")
     )
+    consumer_batch_size: int = field(
+        default=100,
+        metadata=_doc(
+            "KCC_CONSUMER_BATCH_SIZE",
+            "Messages an event consumer applies in one transaction; capped at the consumer's "
+            "prefetch, since a batch is gathered from unacked messages.",
+        ),
+    )
     metrics_port: int = field(
         default=9100,
         metadata=_doc(
@@ -186,6 +194,8 @@ class Config:
             problems.append("KCC_AUTH_CACHE_SECONDS: must be between 0 and 300 seconds")
         if not 1 <= self.prefetch <= 10000:
             problems.append("KCC_PREFETCH: must be between 1 and 10000")
+        if not 1 <= self.consumer_batch_size <= 5000:
+            problems.append("KCC_CONSUMER_BATCH_SIZE: must be between 1 and 5000")
         if not 0 <= self.metrics_port <= 65535:
             problems.append("KCC_METRICS_PORT: must be a port number")
         if problems:
@@ -244,6 +254,7 @@ _CASTS: Final[Mapping[str, Callable[[str], Any]]] = {
     "outbox_poll_interval": _number(float),
     "outbox_batch_size": _number(int),
     "prefetch": _number(int),
+    "consumer_batch_size": _number(int),
     "metrics_port": _number(int),
     "auth_cache_seconds": _number(float),
     "metrics_host": _plain,

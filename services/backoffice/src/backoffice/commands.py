@@ -74,6 +74,7 @@ def consume() -> None:
         config.broker_url,
         store,
         prefetch=min(config.prefetch, 50),
+        batch_size=config.consumer_batch_size,
         publish_timeout=config.publish_timeout,
     )
     server = HealthServer(

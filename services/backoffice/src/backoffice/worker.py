@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from kcc_shared.consumer import EventConsumer, EventRejected
+from kcc_shared.consumer import DEFAULT_BATCH_SIZE, EventConsumer, EventRejected
 from kcc_shared.events import Event
 from kcc_shared.health import Check, database_check
 from kcc_shared.topology import department_queue, service_queue
@@ -31,8 +31,8 @@ HANDLED: Final = frozenset(
 
 class InboxWorker:
     """Consumes `backoffice.events` and `kcc.dept.<d>` for every department of the
-    organisation into the store: dedupe on the event id and apply in one transaction, ack
-    after commit, park what can never apply (EventConsumer does the mechanics)."""
+    organisation into the store: dedupe on the event id and apply a batch in one transaction,
+    ack after commit, park what can never apply (EventConsumer does the mechanics)."""
 
     def __init__(
         self,
@@ -40,6 +40,7 @@ class InboxWorker:
         store: InboxStore,
         *,
         prefetch: int = 50,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         publish_timeout: float = 5.0,
     ) -> None:
         self._store = store
@@ -53,6 +54,7 @@ class InboxWorker:
             processed=processed_events,
             handler=self.handle,
             prefetch=prefetch,
+            batch_size=batch_size,
             publish_timeout=publish_timeout,
         )
 

@@ -64,7 +64,11 @@ def consume() -> None:
     store = RequestStore(make_engine(config.database_url))
     store.create_schema()
     consumer = ViewConsumer(
-        store, config.broker_url, prefetch=config.prefetch, publish_timeout=config.publish_timeout
+        store,
+        config.broker_url,
+        prefetch=config.prefetch,
+        batch_size=config.consumer_batch_size,
+        publish_timeout=config.publish_timeout,
     )
     checks = {
         "database": database_check(store.engine),

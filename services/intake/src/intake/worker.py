@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from kcc_shared.consumer import EventConsumer
+from kcc_shared.consumer import DEFAULT_BATCH_SIZE, EventConsumer
 from kcc_shared.events import Event
 from kcc_shared.topology import service_queue
 from sqlalchemy import Connection
@@ -21,7 +21,7 @@ EVENTS_QUEUE: Final = "intake.events"
 
 
 class ViewConsumer:
-    """Consumes `intake.events` (bound to `request.#`) into the store, one message at a time.
+    """Consumes `intake.events` (bound to `request.#`) into the store, a batch per transaction.
 
     The shared EventConsumer does the reliable part: dedupe on the event id in the same
     transaction as `RequestStore.apply_event`, ack after commit, park poison in kcc.dead. It runs
@@ -35,10 +35,13 @@ class ViewConsumer:
         broker_url: str,
         *,
         prefetch: int = 50,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         publish_timeout: float = 5.0,
     ) -> None:
         self.store = store
-        self._outcome = "applied"
+        # Each applied event's outcome waits here for after_commit. An entry of a rolled-back
+        # attempt is overwritten when the event is applied again.
+        self._outcomes: dict[str, str] = {}
         self._consumer = EventConsumer(
             service=SERVICE,
             broker_url=broker_url,
@@ -47,6 +50,7 @@ class ViewConsumer:
             processed=processed_events,
             handler=self._apply,
             prefetch=prefetch,
+            batch_size=batch_size,
             publish_timeout=publish_timeout,
             after_commit=self._committed,
         )
@@ -65,17 +69,17 @@ class ViewConsumer:
         return self._consumer.wait_until_consuming(timeout)
 
     def _apply(self, connection: Connection, event: Event) -> None:
-        # One message at a time on one thread: the outcome waits here for after_commit.
-        self._outcome = self.store.apply_event(connection, event)
+        self._outcomes[event.id] = self.store.apply_event(connection, event)
 
     def _committed(self, event: Event) -> None:
-        EVENTS_APPLIED.labels(event.type, self._outcome).inc()
+        outcome = self._outcomes.pop(event.id, "applied")
+        EVENTS_APPLIED.labels(event.type, outcome).inc()
         log.info(
             "view_event_applied",
             extra={
                 "event_id": event.id,
                 "type": event.type,
                 "request_id": event.request_id,
-                "outcome": self._outcome,
+                "outcome": outcome,
             },
         )

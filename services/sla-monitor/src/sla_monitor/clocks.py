@@ -84,6 +84,11 @@ class Clock:
     running_since: datetime | None = None
     closed_at: datetime | None = None
     close_reason: str | None = None
+    # When the warning and breach thresholds were passed, if they were passed in an interval
+    # that is already accounted (see pause): known exactly, whatever order or batches the
+    # events came in, so an announcement made later still carries the true moment.
+    warning_passed_at: datetime | None = None
+    breach_passed_at: datetime | None = None
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -115,9 +120,20 @@ class Clock:
         return self.elapsed_us + _between_us(calendar, self.running_since, now)
 
     def pause(self, at: datetime, calendar: BusinessCalendar) -> None:
-        if self.running_since is not None:
-            self.elapsed_us += _between_us(calendar, self.running_since, at)
-            self.running_since = None
+        start = self.running_since
+        if start is None:
+            return
+        before = self.elapsed_us
+        self.elapsed_us += _between_us(calendar, start, at)
+        self.running_since = None
+        # The same instants threshold_instant gives while the clock still runs.
+        if self.warning_passed_at is None and before < self.warning_us <= self.elapsed_us:
+            self.warning_passed_at = calendar.add_business_seconds(
+                start, (self.warning_us - before) / US
+            )
+        breach_us = self.target_us + 1
+        if self.breach_passed_at is None and before < breach_us <= self.elapsed_us:
+            self.breach_passed_at = calendar.add_business_seconds(start, (breach_us - before) / US)
 
     def close(self, at: datetime, reason: str, calendar: BusinessCalendar) -> None:
         if self.closed_at is None:
@@ -252,6 +268,8 @@ def derive(request_id: str, history: Iterable[HistoryEvent], org: Organisation) 
                     started_at=at,
                     elapsed_us=previous.elapsed_us,
                     running_since=at,
+                    warning_passed_at=previous.warning_passed_at,
+                    breach_passed_at=previous.breach_passed_at,
                 )
                 current = {"resolution": clock}
                 last_resolution[department] = clock
@@ -308,17 +326,23 @@ def due_notices(
     end = now if clock.closed_at is None else min(now, clock.closed_at)
     elapsed = clock.elapsed_at(end, calendar) if clock.closed_at is None else clock.elapsed_us
     if not warned and elapsed >= clock.warning_us:
-        notices.append(Notice("warning", _passed_at(clock, clock.warning_us, calendar), elapsed))
+        at = _passed_at(clock, clock.warning_us, clock.warning_passed_at, calendar)
+        notices.append(Notice("warning", at, elapsed))
     if not breached and elapsed > clock.target_us:
-        notices.append(Notice("breach", _passed_at(clock, clock.target_us + 1, calendar), elapsed))
+        at = _passed_at(clock, clock.target_us + 1, clock.breach_passed_at, calendar)
+        notices.append(Notice("breach", at, elapsed))
     return notices
 
 
-def _passed_at(clock: Clock, threshold_us: int, calendar: BusinessCalendar) -> datetime:
+def _passed_at(
+    clock: Clock, threshold_us: int, recorded: datetime | None, calendar: BusinessCalendar
+) -> datetime:
     if clock.running_since is not None and clock.elapsed_us < threshold_us:
         return threshold_instant(clock, threshold_us, calendar)
-    # Passed in an interval that is already accounted (a closed or paused clock): the best
-    # moment we know without replaying is the end of that interval.
+    if recorded is not None:
+        return recorded
+    # Passed in an accounted interval whose moment this clock does not carry (one read back
+    # from its row, e.g. after a recompute): the best moment we know is the end of that interval.
     return clock.closed_at or clock.running_since or clock.started_at
 
 

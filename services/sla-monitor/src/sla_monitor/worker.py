@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -37,8 +37,9 @@ def utcnow() -> datetime:
 
 
 class SlaIngest:
-    """The consumer's handler: applies an event to the store and, after the commit, updates the
-    metrics and wakes the relay (warnings/breaches found at ingest) and the scheduler."""
+    """The consumer's batch handler: applies a batch of events to the store and, after the
+    commit, updates the metrics and wakes the relay (warnings/breaches found at ingest) and the
+    scheduler."""
 
     def __init__(
         self,
@@ -50,12 +51,12 @@ class SlaIngest:
         self._store = store
         self._clock = clock
         self._on_committed = on_committed
-        # The consumer handles one message at a time; observations wait here for the commit.
+        # Each event's metric updates wait here for its after_commit call.
         self._pending: dict[str, list[Observation]] = {}
 
-    def __call__(self, connection: Connection, event: Event) -> None:
-        self._pending.clear()  # whatever a rolled-back attempt left behind never counts
-        self._pending[event.id] = self._store.apply(connection, event, self._clock())
+    def __call__(self, connection: Connection, events: Sequence[Event]) -> None:
+        # Replaced per transaction: whatever a rolled-back attempt left behind never counts.
+        self._pending = self._store.apply_events(connection, events, self._clock())
 
     def after_commit(self, event: Event) -> None:
         for observe in self._pending.pop(event.id, []):
@@ -151,8 +152,9 @@ class SlaMonitor:
             queue=service_queue(QUEUE),
             engine=store.engine,
             processed=processed,
-            handler=self.ingest,
+            batch_handler=self.ingest,
             prefetch=config.prefetch,
+            batch_size=config.consumer_batch_size,
             publish_timeout=config.publish_timeout,
             after_commit=self.ingest.after_commit,
             clock=clock,

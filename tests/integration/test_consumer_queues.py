@@ -1,0 +1,99 @@
+"""An event consumer of several queues (the back office: every department queue and its own)
+starting, or coming back after a broker outage, with messages waiting in all of them: each one
+must be applied, none acked unprocessed.
+
+Found by the fault suite: the consumers of later queues wait for their consume-ok while the
+earlier queues already deliver; what arrived then was dropped from the batch unacked, and the
+next `multiple` ack acked it without it ever being applied.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pika
+import pytest
+from kcc_shared.consumer import EventConsumer, processed_events_table
+from kcc_shared.db import make_engine
+from kcc_shared.events import Actor, new_event
+from kcc_shared.publisher import connection_factory
+from kcc_shared.topology import declare, department_queue, routed_key, service_queue
+from pika.adapters.blocking_connection import BlockingChannel
+from sqlalchemy import Column, MetaData, String, Table, func, insert, select
+from sqlalchemy import Connection as DbConnection
+
+pytestmark = pytest.mark.integration
+
+DEPARTMENTS = ("afval", "burgerzaken", "parkeren", "wonen")
+PER_QUEUE = 60
+
+
+def test_messages_waiting_in_every_queue_are_all_applied(
+    broker_url: str,
+    database_url: str,
+    amqp_channel: BlockingChannel,
+    wait_for: Callable[..., None],
+) -> None:
+    metadata = MetaData()
+    seen = Table("seen", metadata, Column("event_id", String(36), primary_key=True))
+    processed = processed_events_table(metadata)
+    engine = make_engine(database_url)
+    metadata.create_all(engine)
+    queues = [department_queue(d) for d in DEPARTMENTS]
+    connection = connection_factory(broker_url, timeout=5)()
+    declare(connection, [service_queue("backoffice.events"), *queues])
+    connection.release()
+
+    published: set[str] = set()
+    amqp_channel.confirm_delivery()
+    for department in DEPARTMENTS:
+        for _ in range(PER_QUEUE):
+            event = new_event(
+                "request.cancelled",
+                request_id=str(uuid.uuid4()),
+                actor=Actor("agent", "agent-anna"),
+                data={"reason": "test"},
+            )
+            amqp_channel.basic_publish(
+                "kcc.events",
+                routed_key(department),
+                event.to_json(),
+                pika.BasicProperties(delivery_mode=2, message_id=event.id),
+            )
+            published.add(event.id)
+
+    def record(db: DbConnection, event: Any) -> None:
+        db.execute(insert(seen).values(event_id=event.id))
+
+    consumer = EventConsumer(
+        service="test",
+        broker_url=broker_url,
+        queue=service_queue("backoffice.events"),
+        extra_queues=queues,
+        engine=engine,
+        processed=processed,
+        handler=record,
+        prefetch=50,
+        batch_size=20,
+    )
+    consumer.start()
+    try:
+
+        def depth() -> int:
+            return sum(
+                int(amqp_channel.queue_declare(q.name, passive=True).method.message_count)
+                for q in queues
+            )
+
+        def applied() -> int:
+            with engine.connect() as db:
+                return int(db.execute(select(func.count()).select_from(seen)).scalar_one())
+
+        wait_for(lambda: depth() == 0 and applied() >= len(published), timeout=60)
+    finally:
+        consumer.stop()
+    with engine.connect() as db:
+        assert set(db.execute(select(seen.c.event_id)).scalars()) == published
+    engine.dispose()
