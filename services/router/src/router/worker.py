@@ -286,16 +286,17 @@ class RouterWorker(ConsumerMixin):
             self._consuming = False
 
     def on_connection_revived(self) -> None:
-        # Every (re)connect: the topology and every department queue exist before consuming.
-        self._declare(self._organisation)
-
-    def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kw: Any) -> None:
         # Messages taken on an earlier connection went back to the queue when it closed; a
         # batch still awaiting confirms is routed again (same ids: consumers dedupe them).
+        # Reset before consuming starts, so nothing delivered on the new channel is forgotten.
         self._pending = []
         if self._in_flight is not None:
             self._in_flight = None
             self._publisher.close()
+        # Every (re)connect: the topology and every department queue exist before consuming.
+        self._declare(self._organisation)
+
+    def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kw: Any) -> None:
         self._consuming = True
         log.info("router_consuming", extra={"queue": WORK_QUEUE})
 
