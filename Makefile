@@ -5,7 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST := .venv/bin/pytest -p no:cacheprovider
 
-.PHONY: install run test test-unit test-integration test-browser test-rules lint types check bench openapi clean
+.PHONY: install run test test-unit test-integration test-faults test-browser test-rules lint types check bench openapi clean
 
 install: .venv/.installed
 
@@ -19,14 +19,19 @@ run: install
 	.venv/bin/kcc dev
 
 ## Every test tier. The integration tier uses the real RabbitMQ and PostgreSQL on this machine.
-test: install test-rules compose-schema test-unit test-integration test-browser
+test: install test-rules compose-schema test-unit test-integration test-faults test-browser
 
 test-unit: install
 	$(PYTEST) -m "not integration and not browser" -q
 
 # pytest exits 5 when it collects nothing: an integration tier that did not run fails.
 test-integration: install
-	$(PYTEST) -m integration -q
+	$(PYTEST) -m "integration and not faults" -q
+
+## Fault injection on the whole pipeline, on a private RabbitMQ node and PostgreSQL cluster
+## (started by the tests); KCC_FAULT_REQUESTS questions per fault (default 2,000).
+test-faults: install
+	$(PYTEST) -m faults -q tests/faults
 
 ## A person's path through the pages in headless Chromium (Debian package chromium, driven by
 ## Playwright) against a running `kcc dev`; screenshots land in var/artefacts/browser/.

@@ -1,0 +1,324 @@
+"""Fault injection on the whole pipeline: every service a real process, on a private RabbitMQ
+node and PostgreSQL cluster (tests/faults/servers.py), so the machine's shared ones are never
+disturbed; the faults share one stack of them, one after the other. For each fault, agents
+file 2,000 questions (KCC_FAULT_REQUESTS) while the fault strikes; afterwards every accepted
+request must be in the agent's view, in the right inbox and in the SLA monitor exactly once,
+every outbox empty and every queue drained. Each test prints what it counted
+(one JSON line) and writes it to var/artefacts/faults/."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pika
+import psycopg
+import pytest
+from kcc_shared.topology import (
+    EVENTS_EXCHANGE,
+    SERVICE_BINDINGS,
+    department_queue_name,
+    queue_arguments,
+)
+from ledger import settle, take_stock
+from servers import PrivatePostgres, PrivateRabbitMQ
+from traffic import REQUEST_TIMEOUT, Traffic
+
+# Minutes, not the default two: a broker restart alone takes ~20 s here.
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(900)]
+
+COUNT = int(os.environ.get("KCC_FAULT_REQUESTS", "2000"))
+# The fault strikes a third of the way in; while it lasts, another tenth must get accepted.
+STRIKE = COUNT // 3
+DURING = max(1, COUNT // 10)
+ARTEFACTS = Path(__file__).resolve().parents[2] / "var" / "artefacts" / "faults"
+
+
+def drive(
+    name: str,
+    stack: Any,
+    broker: PrivateRabbitMQ,
+    questions: list[tuple[str, str, str]],
+    inject: Callable[[Traffic], dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    after: Callable[[], dict[str, Any]] = dict,
+) -> Traffic:
+    """File COUNT questions, strike with `inject` while they flow, and account for them."""
+    stack.assert_alive()
+    traffic = Traffic(stack.intake_url, stack.agent_token, questions, COUNT).start()
+    details = inject(traffic)
+    traffic.join()
+    details.update(after())
+    ledger = settle(stack, traffic.filed)
+    if ledger.complete:
+        # Everything arrived; a late duplicate would still be in some queue. Judge once all
+        # queues are empty.
+        wait_drained(broker, stack)
+        ledger = take_stock(stack, traffic.filed)
+    line = ledger.summary(
+        name,
+        answers={str(k): v for k, v in sorted(traffic.statuses.items())},
+        slowest_post_s=round(traffic.slowest, 2),
+        **details,
+    )
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTEFACTS / f"{name}.json").write_text(line + "\n")
+    with capsys.disabled():
+        print(f"\n{line}")
+    failures = traffic.failures()
+    assert not failures, f"{len(failures)} requests never accepted, e.g. {failures[0].error}"
+    assert ledger.complete, f"not every request accounted for: {line}\n{stack.logs(tail=4000)}"
+    return traffic
+
+
+def wait_drained(broker: PrivateRabbitMQ, stack: Any, timeout: float = 120.0) -> None:
+    vhost = stack.broker_url.rsplit("/", 1)[1]
+    deadline = time.monotonic() + timeout
+    while True:
+        listing = broker.ctl("list_queues", "-p", vhost, "name", "messages", "--no-table-headers")
+        busy = [line for line in listing.splitlines() if line.split() and line.split()[-1] != "0"]
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"queues not drained after {timeout:.0f} s: {busy}")
+        time.sleep(0.5)
+
+
+def outbox_unsent(stack: Any, service: str) -> int:
+    with psycopg.connect(stack.database_dsn(service)) as connection:
+        row = connection.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_broker_killed_mid_stream_then_restarted(
+    stack: Any,
+    private_rabbitmq: PrivateRabbitMQ,
+    questions: list[tuple[str, str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def inject(traffic: Traffic) -> dict[str, Any]:
+        traffic.wait_accepted(STRIKE)
+        private_rabbitmq.kill()
+        down_at = traffic.accepted
+        # The broker is gone, the intake is not: requests go on being accepted (outbox).
+        traffic.wait_accepted(down_at + DURING)
+        accepted_while_down = traffic.accepted - down_at
+        private_rabbitmq.start()
+        return {"accepted_while_broker_down": accepted_while_down}
+
+    drive("broker-kill-9", stack, private_rabbitmq, questions, inject, capsys)
+
+
+def test_broker_graceful_restart(
+    stack: Any,
+    private_rabbitmq: PrivateRabbitMQ,
+    questions: list[tuple[str, str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def inject(traffic: Traffic) -> dict[str, Any]:
+        traffic.wait_accepted(STRIKE)
+        started = time.monotonic()
+        private_rabbitmq.restart()
+        return {"broker_restart_s": round(time.monotonic() - started, 1)}
+
+    drive("broker-graceful-restart", stack, private_rabbitmq, questions, inject, capsys)
+
+
+def test_router_killed_mid_batch(
+    stack: Any,
+    private_rabbitmq: PrivateRabbitMQ,
+    questions: list[tuple[str, str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def inject(traffic: Traffic) -> dict[str, Any]:
+        traffic.wait_accepted(STRIKE)
+        stack.kill("router")
+        down_at = traffic.accepted
+        traffic.wait_accepted(down_at + DURING)
+        stack.start("router")
+        stack.wait_ready("router")
+        return {"accepted_while_router_down": traffic.accepted - down_at}
+
+    drive("router-kill-9", stack, private_rabbitmq, questions, inject, capsys)
+
+
+def test_event_consumers_killed_mid_message(
+    stack: Any,
+    private_rabbitmq: PrivateRabbitMQ,
+    questions: list[tuple[str, str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    consumers = ("backoffice-consumer", "intake-consumer")
+
+    def inject(traffic: Traffic) -> dict[str, Any]:
+        traffic.wait_accepted(STRIKE)
+        for name in consumers:
+            stack.kill(name)
+        traffic.wait_accepted(traffic.accepted + DURING)
+        for name in consumers:
+            stack.start(name)
+        for name in consumers:
+            stack.wait_ready(name)
+        return {"killed": list(consumers)}
+
+    drive("consumers-kill-9", stack, private_rabbitmq, questions, inject, capsys)
+
+
+def test_database_restarted_while_intake_accepts(
+    stack: Any,
+    private_rabbitmq: PrivateRabbitMQ,
+    private_postgres: PrivatePostgres,
+    questions: list[tuple[str, str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def inject(traffic: Traffic) -> dict[str, Any]:
+        traffic.wait_accepted(STRIKE)
+        started = time.monotonic()
+        private_postgres.restart()
+        return {"database_restart_s": round(time.monotonic() - started, 1)}
+
+    traffic = drive("postgresql-restart", stack, private_rabbitmq, questions, inject, capsys)
+    # Clients retried with the same Idempotency-Key; the ledger found no doubled request.
+    assert traffic.statuses[-1] == 0, "a POST hung past the client's timeout"
+
+
+def test_memory_alarm_blocks_publishers_and_intake_keeps_accepting(
+    stack: Any,
+    private_rabbitmq: PrivateRabbitMQ,
+    questions: list[tuple[str, str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def inject(traffic: Traffic) -> dict[str, Any]:
+        traffic.wait_accepted(STRIKE)
+        private_rabbitmq.memory_alarm(True)
+        try:
+            assert "memory" in private_rabbitmq.alarms()
+            during = traffic.accepted
+            traffic.wait_accepted(during + 2 * DURING)
+            backlog = outbox_unsent(stack, "intake")
+        finally:
+            private_rabbitmq.memory_alarm(False)
+        # While publishers are blocked, accepted requests wait in the outbox.
+        assert backlog > 0
+        return {"accepted_during_alarm": traffic.accepted - during, "outbox_backlog": backlog}
+
+    traffic = drive("memory-alarm", stack, private_rabbitmq, questions, inject, capsys)
+    assert traffic.statuses[-1] == 0, "a POST hung past the client's timeout"
+    assert traffic.slowest < REQUEST_TIMEOUT
+
+
+# -- duplicates and reordering ---------------------------------------------------------------
+
+
+def _topic_matches(pattern: str, key: str) -> bool:
+    regex = re.escape(pattern).replace(r"\#", ".*").replace(r"\*", "[^.]+")
+    return re.fullmatch(regex, key) is not None
+
+
+class Echo(threading.Thread):
+    """Sees every event on kcc.events (a tap queue) and delivers each one twice more to every
+    queue that got it, shuffled in windows: each consumer sees duplicates, out of order."""
+
+    WINDOW = 64
+
+    def __init__(self, url: str, departments: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.params = pika.URLParameters(url)
+        self.departments = departments
+        self.stop = threading.Event()
+        self.copies = 0
+        self.error: BaseException | None = None
+        connection = pika.BlockingConnection(self.params)
+        channel = connection.channel()
+        channel.queue_declare("faults.tap", durable=True, arguments=queue_arguments())
+        channel.queue_bind("faults.tap", EVENTS_EXCHANGE, routing_key="#")
+        connection.close()
+
+    def remove_tap(self) -> None:
+        connection = pika.BlockingConnection(self.params)
+        connection.channel().queue_delete("faults.tap")
+        connection.close()
+
+    def targets(self, routing_key: str) -> list[str]:
+        queues = [
+            q
+            for q, keys in SERVICE_BINDINGS.items()
+            if any(_topic_matches(k, routing_key) for k in keys)
+        ]
+        for department in self.departments:
+            if routing_key == f"request.routed.{department}":
+                queues.append(department_queue_name(department))
+        return queues
+
+    def run(self) -> None:
+        try:
+            self._echo()
+        except BaseException as exc:  # reported by the test, not lost in a thread
+            self.error = exc
+
+    def _echo(self) -> None:
+        connection = pika.BlockingConnection(self.params)
+        channel = connection.channel()
+        channel.confirm_delivery()
+        shuffle = random.Random(7)
+        idle_since = time.monotonic()
+        while True:
+            window = []
+            for method, properties, body in channel.consume("faults.tap", inactivity_timeout=0.2):
+                if method is None:
+                    break
+                window.append((method, properties, body))
+                if len(window) >= self.WINDOW:
+                    break
+            if not window:
+                if self.stop.is_set() and time.monotonic() - idle_since > 2:
+                    break
+                continue
+            idle_since = time.monotonic()
+            copies = [(m.routing_key, p, b) for m, p, b in window for _ in range(2)]
+            shuffle.shuffle(copies)
+            for routing_key, properties, body in copies:
+                for queue in self.targets(routing_key):
+                    channel.basic_publish("", queue, body, properties)
+                    self.copies += 1
+            channel.basic_ack(window[-1][0].delivery_tag, multiple=True)
+        channel.cancel()
+        connection.close()
+
+
+def test_duplicate_and_reordered_deliveries_on_every_consumer(
+    stack: Any,
+    private_rabbitmq: PrivateRabbitMQ,
+    questions: list[tuple[str, str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    echo = Echo(stack.broker_url, list(stack.organisation.departments))
+    echo.start()
+
+    def finish_echo() -> dict[str, Any]:
+        # Once the last request is in, the echo goes on until the tap has been quiet a while.
+        echo.stop.set()
+        echo.join(120)
+        assert echo.error is None, repr(echo.error)
+        assert not echo.is_alive()
+        return {"extra_deliveries": echo.copies}
+
+    drive(
+        "duplicates-and-reordering",
+        stack,
+        private_rabbitmq,
+        questions,
+        lambda _traffic: {},
+        capsys,
+        after=finish_echo,
+    )
+    # submitted and routed events alone, twice more to at least two consumers each
+    assert echo.copies >= 2 * 2 * 2 * COUNT
+    echo.remove_tap()
