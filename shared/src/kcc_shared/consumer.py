@@ -19,7 +19,7 @@ from kombu.messaging import Consumer
 from kombu.mixins import ConsumerMixin
 from sqlalchemy import Column, Engine, MetaData, String, Table, insert, select
 from sqlalchemy import Connection as DbConnection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from kcc_shared.db import UtcDateTime, write
 from kcc_shared.deadletters import parked
@@ -38,6 +38,9 @@ DEFAULT_IDLE_TIMEOUT: Final = 0.005
 DEFAULT_MAX_WAIT: Final = 0.05
 # With nothing in hand the loop only wakes to notice stop().
 IDLE_POLL: Final = 1.0
+# While the database is unreachable the batch in hand is retried after these pauses (seconds).
+DATABASE_RETRY_START: Final = 0.2
+DATABASE_RETRY_MAX: Final = 5.0
 
 
 class EventRejected(Exception):
@@ -91,6 +94,17 @@ class _HandlerFailed(Exception):
         super().__init__(event_id)
         self.event_id = event_id
         self.cause = cause
+
+
+class _DatabaseUnavailable(Exception):
+    """A handler lost its database connection: the batch waits, no event is blamed."""
+
+
+def _kind(exc: Exception) -> str:
+    # The driver's message may carry the connection URL; its class name says enough.
+    cause = exc.__cause__ if isinstance(exc, _DatabaseUnavailable) else exc
+    original = getattr(cause, "orig", None)
+    return type(original or cause).__name__
 
 
 class EventConsumer(ConsumerMixin):
@@ -340,9 +354,24 @@ class EventConsumer(ConsumerMixin):
 
     def _commit(self, deliveries: list[_Delivery]) -> None:
         remaining = deliveries
+        pause = DATABASE_RETRY_START
         while remaining:
             try:
                 applied = self._transaction(remaining)
+            except (OperationalError, _DatabaseUnavailable) as exc:
+                # A database restart or failover is nobody's event's fault. Keep the batch
+                # unacked and try again: requeueing would spend the messages' delivery
+                # attempts and park good events in kcc.dead during a restart.
+                if self.should_stop:
+                    self._requeue([m for d in remaining for m in d.messages])
+                    return
+                log.warning(
+                    "database_unavailable",
+                    extra={"service": self.service, "retry_in": pause, "error": _kind(exc)},
+                )
+                self._pause(pause)
+                pause = min(DATABASE_RETRY_MAX, pause * 2)
+                continue
             except _HandlerFailed as failure:
                 # We know which event broke it: settle that one and try the rest again.
                 culprit = next(d for d in remaining if d.event.id == failure.event_id)
@@ -399,8 +428,15 @@ class EventConsumer(ConsumerMixin):
         for event in events:
             try:
                 self._handler(connection, event)
+            except OperationalError as exc:
+                raise _DatabaseUnavailable from exc
             except Exception as exc:
                 raise _HandlerFailed(event.id, exc) from exc
+
+    def _pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.should_stop and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
 
     def _settle_committed(self, deliveries: list[_Delivery], applied: set[str]) -> None:
         self._ack([m for d in deliveries for m in d.messages])
