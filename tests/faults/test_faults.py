@@ -21,6 +21,7 @@ import pika
 import psycopg
 import pytest
 from kcc_shared.topology import (
+    DEAD_QUEUE,
     EVENTS_EXCHANGE,
     SERVICE_BINDINGS,
     department_queue_name,
@@ -51,6 +52,7 @@ def drive(
 ) -> Traffic:
     """File COUNT questions, strike with `inject` while they flow, and account for them."""
     stack.assert_alive()
+    parked_before = parked(broker, stack)
     traffic = Traffic(stack.intake_url, stack.agent_token, questions, COUNT).start()
     details = inject(traffic)
     traffic.join()
@@ -61,8 +63,10 @@ def drive(
         # queues are empty.
         wait_drained(broker, stack)
         ledger = take_stock(stack, traffic.filed)
+    parked_now = parked(broker, stack) - parked_before
     line = ledger.summary(
         name,
+        parked_in_kcc_dead=parked_now,
         answers={str(k): v for k, v in sorted(traffic.statuses.items())},
         slowest_post_s=round(traffic.slowest, 2),
         **details,
@@ -74,15 +78,27 @@ def drive(
     failures = traffic.failures()
     assert not failures, f"{len(failures)} requests never accepted, e.g. {failures[0].error}"
     assert ledger.complete, f"not every request accounted for: {line}\n{stack.logs(tail=4000)}"
+    assert parked_now == 0, f"{parked_now} messages parked in kcc.dead during this fault"
     return traffic
 
 
-def wait_drained(broker: PrivateRabbitMQ, stack: Any, timeout: float = 120.0) -> None:
+def depths(broker: PrivateRabbitMQ, stack: Any) -> dict[str, int]:
     vhost = stack.broker_url.rsplit("/", 1)[1]
+    listing = broker.ctl("list_queues", "-p", vhost, "name", "messages", "--no-table-headers")
+    return {
+        name: int(count) for name, count in (line.split() for line in listing.splitlines() if line)
+    }
+
+
+def parked(broker: PrivateRabbitMQ, stack: Any) -> int:
+    return depths(broker, stack).get(DEAD_QUEUE, 0)
+
+
+def wait_drained(broker: PrivateRabbitMQ, stack: Any, timeout: float = 120.0) -> None:
+    """Every work queue empty (the parking lot is judged on its own: see `parked`)."""
     deadline = time.monotonic() + timeout
     while True:
-        listing = broker.ctl("list_queues", "-p", vhost, "name", "messages", "--no-table-headers")
-        busy = [line for line in listing.splitlines() if line.split() and line.split()[-1] != "0"]
+        busy = [q for q, n in depths(broker, stack).items() if n and q != DEAD_QUEUE]
         if not busy:
             return
         if time.monotonic() > deadline:
