@@ -147,7 +147,21 @@ def test_broker_graceful_restart(
     drive("broker-graceful-restart", stack, private_rabbitmq, questions, inject, capsys)
 
 
-def test_router_killed_mid_batch(
+@pytest.mark.parametrize(
+    ("fault", "processes"),
+    [
+        # The router publishes and acks in batches of 100: a kill lands mid-batch.
+        pytest.param("router-kill-9", ("router",), id="router mid-batch"),
+        pytest.param(
+            "consumers-kill-9",
+            ("backoffice-consumer", "intake-consumer"),
+            id="event consumers mid-message",
+        ),
+    ],
+)
+def test_processes_killed_mid_stream(
+    fault: str,
+    processes: tuple[str, ...],
     stack: Any,
     private_rabbitmq: PrivateRabbitMQ,
     questions: list[tuple[str, str, str]],
@@ -155,36 +169,18 @@ def test_router_killed_mid_batch(
 ) -> None:
     def inject(traffic: Traffic) -> dict[str, Any]:
         traffic.wait_accepted(STRIKE)
-        stack.kill("router")
+        for name in processes:
+            stack.kill(name)
         down_at = traffic.accepted
         traffic.wait_accepted(down_at + DURING)
-        stack.start("router")
-        stack.wait_ready("router")
-        return {"accepted_while_router_down": traffic.accepted - down_at}
-
-    drive("router-kill-9", stack, private_rabbitmq, questions, inject, capsys)
-
-
-def test_event_consumers_killed_mid_message(
-    stack: Any,
-    private_rabbitmq: PrivateRabbitMQ,
-    questions: list[tuple[str, str, str]],
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    consumers = ("backoffice-consumer", "intake-consumer")
-
-    def inject(traffic: Traffic) -> dict[str, Any]:
-        traffic.wait_accepted(STRIKE)
-        for name in consumers:
-            stack.kill(name)
-        traffic.wait_accepted(traffic.accepted + DURING)
-        for name in consumers:
+        accepted_while_down = traffic.accepted - down_at
+        for name in processes:
             stack.start(name)
-        for name in consumers:
+        for name in processes:
             stack.wait_ready(name)
-        return {"killed": list(consumers)}
+        return {"killed": list(processes), "accepted_while_down": accepted_while_down}
 
-    drive("consumers-kill-9", stack, private_rabbitmq, questions, inject, capsys)
+    drive(fault, stack, private_rabbitmq, questions, inject, capsys)
 
 
 def test_database_restarted_while_intake_accepts(

@@ -33,7 +33,7 @@ from kcc_shared.topology import (
     service_queue,
 )
 from pika.adapters.blocking_connection import BlockingChannel
-from sqlalchemy import Column, MetaData, String, Table, func, insert, select
+from sqlalchemy import Column, MetaData, String, Table, insert, select
 from sqlalchemy import Connection as DbConnection
 
 from conftest import TcpProxy
@@ -43,6 +43,41 @@ pytestmark = pytest.mark.integration
 DEPARTMENTS = ("afval", "burgerzaken", "parkeren", "wonen")
 PER_QUEUE = 60
 
+metadata = MetaData()
+seen = Table("seen", metadata, Column("event_id", String(36), primary_key=True))
+processed = processed_events_table(metadata)
+
+
+def recording_consumer(
+    broker_url: str, database_url: str, extra_queues: list[Any], **settings: Any
+) -> tuple[EventConsumer, Any]:
+    """A consumer of backoffice.events (and `extra_queues`) that records each event id."""
+    engine = make_engine(database_url)
+    metadata.create_all(engine)
+    connection = connection_factory(broker_url, timeout=5)()
+    declare(connection, [service_queue("backoffice.events"), *extra_queues])
+    connection.release()
+
+    def record(db: DbConnection, event: Any) -> None:
+        db.execute(insert(seen).values(event_id=event.id))
+
+    consumer = EventConsumer(
+        service="test",
+        broker_url=broker_url,
+        queue=service_queue("backoffice.events"),
+        extra_queues=extra_queues,
+        engine=engine,
+        processed=processed,
+        handler=record,
+        **settings,
+    )
+    return consumer, engine
+
+
+def applied(engine: Any) -> set[str]:
+    with engine.connect() as db:
+        return set(db.execute(select(seen.c.event_id)).scalars())
+
 
 def test_messages_waiting_in_every_queue_are_all_applied(
     broker_url: str,
@@ -50,15 +85,10 @@ def test_messages_waiting_in_every_queue_are_all_applied(
     amqp_channel: BlockingChannel,
     wait_for: Callable[..., None],
 ) -> None:
-    metadata = MetaData()
-    seen = Table("seen", metadata, Column("event_id", String(36), primary_key=True))
-    processed = processed_events_table(metadata)
-    engine = make_engine(database_url)
-    metadata.create_all(engine)
     queues = [department_queue(d) for d in DEPARTMENTS]
-    connection = connection_factory(broker_url, timeout=5)()
-    declare(connection, [service_queue("backoffice.events"), *queues])
-    connection.release()
+    consumer, engine = recording_consumer(
+        broker_url, database_url, queues, prefetch=50, batch_size=20
+    )
 
     published: set[str] = set()
     amqp_channel.confirm_delivery()
@@ -78,20 +108,6 @@ def test_messages_waiting_in_every_queue_are_all_applied(
             )
             published.add(event.id)
 
-    def record(db: DbConnection, event: Any) -> None:
-        db.execute(insert(seen).values(event_id=event.id))
-
-    consumer = EventConsumer(
-        service="test",
-        broker_url=broker_url,
-        queue=service_queue("backoffice.events"),
-        extra_queues=queues,
-        engine=engine,
-        processed=processed,
-        handler=record,
-        prefetch=50,
-        batch_size=20,
-    )
     consumer.start()
     try:
 
@@ -101,15 +117,10 @@ def test_messages_waiting_in_every_queue_are_all_applied(
                 for q in queues
             )
 
-        def applied() -> int:
-            with engine.connect() as db:
-                return int(db.execute(select(func.count()).select_from(seen)).scalar_one())
-
-        wait_for(lambda: depth() == 0 and applied() >= len(published), timeout=60)
+        wait_for(lambda: depth() == 0 and len(applied(engine)) >= len(published), timeout=60)
     finally:
         consumer.stop()
-    with engine.connect() as db:
-        assert set(db.execute(select(seen.c.event_id)).scalars()) == published
+    assert applied(engine) == published
     engine.dispose()
 
 
@@ -123,27 +134,7 @@ def test_a_database_outage_holds_the_batch_and_parks_nothing(
     host, port = postgres_url.split("@", 1)[1].split("/", 1)[0].split(":")
     proxy = TcpProxy(host, int(port))
     url = postgres_url.replace(f"@{host}:{port}/", f"@127.0.0.1:{proxy.port}/")
-    metadata = MetaData()
-    seen = Table("seen", metadata, Column("event_id", String(36), primary_key=True))
-    engine = make_engine(url)
-    metadata.create_all(engine)
-    processed = processed_events_table(metadata)
-    metadata.create_all(engine)
-    connection = connection_factory(broker_url, timeout=5)()
-    declare(connection, [service_queue("backoffice.events")])
-    connection.release()
-
-    def record(db: DbConnection, event: Any) -> None:
-        db.execute(insert(seen).values(event_id=event.id))
-
-    consumer = EventConsumer(
-        service="test",
-        broker_url=broker_url,
-        queue=service_queue("backoffice.events"),
-        engine=engine,
-        processed=processed,
-        handler=record,
-    )
+    consumer, engine = recording_consumer(broker_url, url, [])
     consumer.start()
     try:
         assert consumer.wait_until_consuming(20)
@@ -167,11 +158,7 @@ def test_a_database_outage_holds_the_batch_and_parks_nothing(
         wait_for(lambda: caplog.text.count("database_unavailable") >= 3, timeout=30)
         proxy.restore()
 
-        def applied() -> set[str]:
-            with engine.connect() as db:
-                return set(db.execute(select(seen.c.event_id)).scalars())
-
-        wait_for(lambda: applied() == published, timeout=60)
+        wait_for(lambda: applied(engine) == published, timeout=60)
     finally:
         consumer.stop()
         proxy.close()
