@@ -25,8 +25,10 @@ test-unit: install
 	$(PYTEST) -m "not integration and not browser" -q
 
 # pytest exits 5 when it collects nothing: an integration tier that did not run fails.
+# Three workers, a test file each at a time (pytest-xdist): these tests mostly wait on the
+# broker, the database and the processes they start, and each has its own vhost and database.
 test-integration: install
-	$(PYTEST) -m "integration and not faults" -q
+	$(PYTEST) -m "integration and not faults" -q -n 3 --dist loadfile
 
 ## Fault injection on the whole pipeline, on a private RabbitMQ node and PostgreSQL cluster
 ## (started by the tests); KCC_FAULT_REQUESTS questions per fault (default 2,000).
