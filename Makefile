@@ -22,7 +22,7 @@ run: install
 test: install test-rules compose-schema test-unit test-integration test-faults test-browser
 
 test-unit: install
-	$(PYTEST) -m "not integration and not browser" -q
+	$(PYTEST) -m "not integration and not browser" -q -n 2 --dist loadfile
 
 # pytest exits 5 when it collects nothing: an integration tier that did not run fails.
 # Three workers, a test file each at a time (pytest-xdist): these tests mostly wait on the
