@@ -55,7 +55,7 @@ class Ledger:
 
 def _rows(dsn: str, query: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn, connect_timeout=5) as connection:
-        return list(connection.execute(query).fetchall())  # type: ignore[arg-type]
+        return list(connection.execute(query).fetchall())
 
 
 def _duplicated(dsn: str, table: str, types: Sequence[str]) -> int:
@@ -107,10 +107,17 @@ def take_stock(stack: Stack, filed: Sequence[Filed]) -> Ledger:
             )
         ),
     }
-    for service, dsn in (("intake", intake), ("backoffice", backoffice), ("sla-monitor", sla)):
-        [(unsent,)] = _rows(dsn, "SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-        ledger.outbox_unsent[service] = int(unsent)
+    for service in ("intake", "backoffice", "sla-monitor"):
+        ledger.outbox_unsent[service] = outbox_unsent(stack, service)
     return ledger
+
+
+def outbox_unsent(stack: Stack, service: str) -> int:
+    """Events a service has stored and not yet had confirmed by the broker."""
+    [(unsent,)] = _rows(
+        stack.database_dsn(service), "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
+    )
+    return int(unsent)
 
 
 def settle(stack: Stack, filed: Sequence[Filed], timeout: float = 240.0) -> Ledger:

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -27,10 +28,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(condition_name: str, probe: object, timeout: float) -> None:
+def _wait(condition_name: str, probe: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if probe():  # type: ignore[operator]
+        if probe():
             return
         time.sleep(0.2)
     raise TimeoutError(f"{condition_name} not reached within {timeout:.0f} s")

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pika
-import psycopg
 import pytest
 from kcc_shared.topology import (
     DEAD_QUEUE,
@@ -27,9 +26,9 @@ from kcc_shared.topology import (
     department_queue_name,
     queue_arguments,
 )
-from ledger import settle, take_stock
+from ledger import outbox_unsent, settle, take_stock
 from servers import PrivatePostgres, PrivateRabbitMQ
-from traffic import REQUEST_TIMEOUT, Traffic
+from traffic import Traffic
 
 # Minutes, not the default two: a broker restart alone takes ~20 s here.
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(900)]
@@ -77,6 +76,9 @@ def drive(
         print(f"\n{line}")
     failures = traffic.failures()
     assert not failures, f"{len(failures)} requests never accepted, e.g. {failures[0].error}"
+    # No fault may make a POST hang: the intake never waits for the broker (outbox), and a
+    # database outage is answered at once (503).
+    assert traffic.statuses[-1] == 0, f"{traffic.statuses[-1]} POSTs hung past the timeout"
     assert ledger.complete, f"not every request accounted for: {line}\n{stack.logs(tail=4000)}"
     assert parked_now == 0, f"{parked_now} messages parked in kcc.dead during this fault"
     return traffic
@@ -104,13 +106,6 @@ def wait_drained(broker: PrivateRabbitMQ, stack: Any, timeout: float = 120.0) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"queues not drained after {timeout:.0f} s: {busy}")
         time.sleep(0.5)
-
-
-def outbox_unsent(stack: Any, service: str) -> int:
-    with psycopg.connect(stack.database_dsn(service)) as connection:
-        row = connection.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def test_broker_killed_mid_stream_then_restarted(
@@ -160,9 +155,8 @@ def test_database_restarted_while_intake_accepts(
         private_postgres.restart()
         return {"database_restart_s": round(time.monotonic() - started, 1)}
 
-    traffic = drive("postgresql-restart", stack, private_rabbitmq, questions, inject, capsys)
-    # Clients retried with the same Idempotency-Key; the ledger found no doubled request.
-    assert traffic.statuses[-1] == 0, "a POST hung past the client's timeout"
+    # Clients retry with the same Idempotency-Key; the ledger counts doubled requests.
+    drive("postgresql-restart", stack, private_rabbitmq, questions, inject, capsys)
 
 
 def test_memory_alarm_blocks_publishers_and_intake_keeps_accepting(
@@ -185,9 +179,7 @@ def test_memory_alarm_blocks_publishers_and_intake_keeps_accepting(
         assert backlog > 0
         return {"accepted_during_alarm": traffic.accepted - during, "outbox_backlog": backlog}
 
-    traffic = drive("memory-alarm", stack, private_rabbitmq, questions, inject, capsys)
-    assert traffic.statuses[-1] == 0, "a POST hung past the client's timeout"
-    assert traffic.slowest < REQUEST_TIMEOUT
+    drive("memory-alarm", stack, private_rabbitmq, questions, inject, capsys)
 
 
 # -- duplicates and reordering ---------------------------------------------------------------

@@ -72,7 +72,9 @@ class Traffic:
             return self._accepted
 
     def wait_accepted(self, count: int, timeout: float = 120.0) -> None:
-        """Block until `count` requests were accepted (to time a fault mid-stream)."""
+        """Block until `count` requests were accepted (to time a fault mid-stream); never
+        more than there are to file, however far ahead of a fault the clients are."""
+        count = min(count, self.count)
         with self._progress:
             if not self._progress.wait_for(lambda: self._accepted >= count, timeout):
                 raise TimeoutError(
