@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "auth_cache_seconds": 10.0,
     "secret_key": None,
     "session_cookie_secure": True,
+    "metrics_token": None,
 }
 
 
@@ -69,6 +70,7 @@ VALID: list[Any] = [
     ("KCC_AUTH_CACHE_SECONDS", "0", "auth_cache_seconds", 0.0),
     ("KCC_SECRET_KEY", "s3cret-for-cookies", "secret_key", None),
     ("KCC_SESSION_COOKIE_SECURE", "false", "session_cookie_secure", False),
+    ("KCC_METRICS_TOKEN", "a-long-metrics-token-123", "metrics_token", None),
 ]
 
 
@@ -119,6 +121,8 @@ def test_the_auth_store_defaults_to_the_service_store_and_can_be_separate() -> N
 
 BAD: list[Any] = [
     pytest.param("KCC_PUBLISH_TIMEOUT", "soon", id="timeout not a number"),
+    pytest.param("KCC_METRICS_TOKEN", "short", id="metrics token too short"),
+    pytest.param("KCC_METRICS_TOKEN", "with a space in the token", id="metrics token spaces"),
     pytest.param("KCC_PUBLISH_TIMEOUT", "0", id="timeout zero"),
     pytest.param("KCC_PUBLISH_TIMEOUT", "30", id="timeout above the gunicorn budget"),
     pytest.param("KCC_PUBLISH_TIMEOUT", "nan", id="timeout nan"),

@@ -131,6 +131,16 @@ class Config:
         ),
     )
 
+    metrics_token: str | None = field(
+        default=None,
+        metadata=_doc(
+            "KCC_METRICS_TOKEN",
+            "When set, /metrics answers only with `Authorization: Bearer <token>` (Prometheus: "
+            "authorization.credentials_file). Unset: /metrics is open; keep it off the public "
+            "network.",
+        ),
+    )
+
     @property
     def auth_url(self) -> str:
         return self.auth_database_url or self.database_url
@@ -198,6 +208,11 @@ class Config:
             problems.append("KCC_CONSUMER_BATCH_SIZE: must be between 1 and 5000")
         if not 0 <= self.metrics_port <= 65535:
             problems.append("KCC_METRICS_PORT: must be a port number")
+        if self.metrics_token is not None and not (
+            16 <= len(self.metrics_token) <= 200
+            and all("!" <= c <= "~" for c in self.metrics_token)
+        ):
+            problems.append("KCC_METRICS_TOKEN: must be 16-200 visible ASCII characters")
         if problems:
             raise ConfigError(problems)
 
@@ -260,4 +275,5 @@ _CASTS: Final[Mapping[str, Callable[[str], Any]]] = {
     "metrics_host": _plain,
     "secret_key": _plain,
     "session_cookie_secure": _bool,
+    "metrics_token": _plain,
 }

@@ -73,9 +73,12 @@ def health_blueprint(checks: Mapping[str, Check]) -> Blueprint:
 StartResponse = Callable[..., Any]
 
 
-def health_app(checks: Mapping[str, Check]) -> Callable[[dict[str, Any], StartResponse], Any]:
-    """The small HTTP port of a consumer process: /metrics, /healthz, /readyz."""
-    metrics = metrics_app()
+def health_app(
+    checks: Mapping[str, Check], *, metrics_token: str | None = None
+) -> Callable[[dict[str, Any], StartResponse], Any]:
+    """The small HTTP port of a consumer process: /metrics (behind `metrics_token` when set),
+    /healthz, /readyz."""
+    metrics = metrics_app(token=metrics_token)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -115,10 +118,20 @@ class HealthServer:
     """Serves health_app on host:port in a daemon thread; port 0 picks a free port."""
 
     def __init__(
-        self, host: str, port: int, checks: Mapping[str, Check], *, name: str = "health"
+        self,
+        host: str,
+        port: int,
+        checks: Mapping[str, Check],
+        *,
+        name: str = "health",
+        metrics_token: str | None = None,
     ) -> None:
         self._server = make_server(
-            host, port, health_app(checks), server_class=_Server, handler_class=_QuietHandler
+            host,
+            port,
+            health_app(checks, metrics_token=metrics_token),
+            server_class=_Server,
+            handler_class=_QuietHandler,
         )
         self._name = name
         self._thread: threading.Thread | None = None

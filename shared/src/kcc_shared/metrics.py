@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 from flask import Flask, g, request
 from prometheus_client import (
@@ -57,6 +58,34 @@ MESSAGES_CONSUMED = Counter(
 )
 
 
+# Label values come from these fixed sets only: a method or path a client made up must not
+# create a series (an unbounded registry, and a way to smuggle a BSN into the metrics).
+HTTP_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD: Final = "other"
+UNMATCHED_ENDPOINT: Final = "unmatched"
+
+
+def method_label(method: str) -> str:
+    """The method as a label: one of HTTP_METHODS, anything else is `other`."""
+    return method if method in HTTP_METHODS else OTHER_METHOD
+
+
+def endpoint_label(rule: str | None) -> str:
+    """The route template (/api/v1/requests/<uuid:request_id>) or `unmatched`, never a path."""
+    return rule if rule is not None else UNMATCHED_ENDPOINT
+
+
+def scrape_allowed(authorization: str | None, token: str | None) -> bool:
+    """Without a token /metrics is open; with one it needs `Authorization: Bearer <token>`
+    (compared in constant time)."""
+    if not token:
+        return True
+    scheme, _, sent = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(sent.strip().encode(), token.encode())
+
+
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
@@ -70,11 +99,25 @@ def render_metrics() -> bytes:
     return bytes(generate_latest())
 
 
-def metrics_app(before_scrape: Iterable[Callable[[], None]] = ()) -> Any:
-    """A WSGI app serving /metrics; `before_scrape` hooks refresh gauges read from a store."""
+def metrics_app(
+    before_scrape: Iterable[Callable[[], None]] = (), *, token: str | None = None
+) -> Any:
+    """A WSGI app serving /metrics; `before_scrape` hooks refresh gauges read from a store.
+    With `token` (KCC_METRICS_TOKEN) a scrape needs `Authorization: Bearer <token>`."""
     hooks = list(before_scrape)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if not scrape_allowed(environ.get("HTTP_AUTHORIZATION"), token):
+            refused = b"Send the metrics token: Authorization: Bearer <KCC_METRICS_TOKEN>\n"
+            start_response(
+                "401 Unauthorized",
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(refused))),
+                    ("WWW-Authenticate", 'Bearer realm="metrics"'),
+                ],
+            )
+            return [refused]
         for hook in hooks:
             hook()
         body = render_metrics()
@@ -86,8 +129,15 @@ def metrics_app(before_scrape: Iterable[Callable[[], None]] = ()) -> Any:
     return app
 
 
-def instrument(app: Flask, service: str, before_scrape: Iterable[Callable[[], None]] = ()) -> None:
-    """Time every request by its route template and mount /metrics next to the app."""
+def instrument(
+    app: Flask,
+    service: str,
+    before_scrape: Iterable[Callable[[], None]] = (),
+    *,
+    token: str | None = None,
+) -> None:
+    """Time every request by its route template and mount /metrics next to the app (behind
+    `token`, KCC_METRICS_TOKEN, when set)."""
 
     @app.before_request
     def _start_timer() -> None:
@@ -97,14 +147,17 @@ def instrument(app: Flask, service: str, before_scrape: Iterable[Callable[[], No
     def _observe(response: Any) -> Any:
         started = g.pop("kcc_started", None)
         if started is not None:
-            # The URL rule (e.g. /api/v1/requests/<uuid:request_id>), never the path: ids in
-            # labels would make the series unbounded.
-            endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            # The URL rule (e.g. /api/v1/requests/<uuid:request_id>), never the path, and a
+            # known method or `other`: what a client sends must not make new series.
+            rule = request.url_rule.rule if request.url_rule is not None else None
             HTTP_REQUEST_SECONDS.labels(
-                service, request.method, endpoint, str(response.status_code)
+                service,
+                method_label(request.method),
+                endpoint_label(rule),
+                str(response.status_code),
             ).observe(time.perf_counter() - started)
         return response
 
     app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app, {"/metrics": metrics_app(before_scrape)}
+        app.wsgi_app, {"/metrics": metrics_app(before_scrape, token=token)}
     )

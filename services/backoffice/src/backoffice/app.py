@@ -87,7 +87,7 @@ def create_app(config: Config | None = None, *, clock: Clock = utcnow) -> Flask:
             for state in LISTABLE_STATES:
                 INBOX_ITEMS.labels(department, state).set(counts.get((department, state), 0))
 
-    instrument(app, SERVICE, before_scrape=[refresh_gauges])
+    instrument(app, SERVICE, before_scrape=[refresh_gauges], token=config.metrics_token)
 
     if config.outbox_relay:
         relay.start()

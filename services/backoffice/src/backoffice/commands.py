@@ -78,7 +78,11 @@ def consume() -> None:
         publish_timeout=config.publish_timeout,
     )
     server = HealthServer(
-        config.metrics_host, config.metrics_port, worker.readiness_checks(), name="backoffice"
+        config.metrics_host,
+        config.metrics_port,
+        worker.readiness_checks(),
+        name="backoffice",
+        metrics_token=config.metrics_token,
     )
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -85,7 +85,7 @@ def create_app(config: Config | None = None) -> Flask:
         OUTBOX_BACKLOG.labels(SERVICE).set(backlog.unsent)
         OUTBOX_OLDEST_AGE.labels(SERVICE).set(backlog.oldest_age_seconds)
 
-    instrument(app, SERVICE, before_scrape=[refresh_outbox_gauges])
+    instrument(app, SERVICE, before_scrape=[refresh_outbox_gauges], token=config.metrics_token)
 
     if config.outbox_relay:
         relay.start()

@@ -80,7 +80,11 @@ def consume() -> None:
             raise RuntimeError("not consuming")
 
     server = HealthServer(
-        config.metrics_host, config.metrics_port, {**checks, "consumer": consuming}, name="intake"
+        config.metrics_host,
+        config.metrics_port,
+        {**checks, "consumer": consuming},
+        name="intake",
+        metrics_token=config.metrics_token,
     )
     server.start()
 

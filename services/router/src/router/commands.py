@@ -57,7 +57,11 @@ def run() -> None:
         publish_timeout=config.publish_timeout,
     )
     server = HealthServer(
-        config.metrics_host, config.metrics_port, worker.readiness_checks(), name="router"
+        config.metrics_host,
+        config.metrics_port,
+        worker.readiness_checks(),
+        name="router",
+        metrics_token=config.metrics_token,
     )
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -72,7 +72,7 @@ def create_app(
         OUTBOX_BACKLOG.labels(SERVICE).set(backlog.unsent)
         OUTBOX_OLDEST_AGE.labels(SERVICE).set(backlog.oldest_age_seconds)
 
-    instrument(app, SERVICE, before_scrape=[refresh_outbox_gauges])
+    instrument(app, SERVICE, before_scrape=[refresh_outbox_gauges], token=config.metrics_token)
     return app
 
 
