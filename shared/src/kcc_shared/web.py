@@ -32,16 +32,20 @@
 # - Template globals `csrf_token()`, `csrf_field()` and `current_user()`.
 # - login_required(*roles): not logged in → GET redirects to /login?next=<path>, other
 #   methods get a 401 problem; logged in with another role → 403 problem.
+# - After login: back to `next` only when it is a path on this site (is_local_path), else
+#   to `home`.
 
 from __future__ import annotations
 
 import hmac
 import secrets
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import wraps
 from typing import Any, Final, TypeVar, cast
+from urllib.parse import unquote, urlsplit
 
 from flask import (
     Blueprint,
@@ -255,14 +259,29 @@ def _remember(principal: Principal) -> None:
     }
 
 
+def is_local_path(target: str | None) -> bool:
+    """True only for a same-site relative path: one leading "/", no "//" and no backslash
+    anywhere, no control or white-space character, no scheme or host, also after
+    percent-decoding. Browsers drop a tab or newline and read "\\" as "/", so
+    `/%09/evil.example` or `/\\evil.example` would leave the site (an open redirect after
+    login is a phishing aid)."""
+    if not target:
+        return False
+    for form in (target, unquote(target)):
+        if not form.startswith("/") or "//" in form or "\\" in form:
+            return False
+        if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in form):
+            return False
+        parts = urlsplit(form)
+        if parts.scheme or parts.netloc:
+            return False
+    return True
+
+
 def _safe_next(target: str | None) -> str:
-    # Only a path on this site: an open redirect after login would be a phishing aid.
-    if not (
-        target and target.startswith("/") and not target.startswith("//") and "\\" not in target
-    ):
-        target = _settings().home
+    path = target if target is not None and is_local_path(target) else _settings().home
     # Paths are within the app; mounted under a prefix (kcc dev), the prefix comes first.
-    return request.script_root + target
+    return request.script_root + path
 
 
 # -- login / logout -------------------------------------------------------------------------
