@@ -86,6 +86,10 @@ class CsrfMismatch(Problem):
     status, title, slug = 403, "CSRF token invalid", "csrf-invalid"
 
 
+class InvalidForm(Problem):
+    status, title, slug = 400, "Invalid form", "invalid-form"
+
+
 class _Settings:
     def __init__(self, roles: Sequence[str], home: str, recheck_seconds: float) -> None:
         self.roles = tuple(roles)
@@ -130,6 +134,9 @@ def init_web(
         # browsers send forms cross-site with the cookie, JSON API calls carry a bearer token.
         if request.method in _UNSAFE and request.mimetype in _FORM_TYPES:
             check_csrf()
+            # A NUL cannot be stored (PostgreSQL refuses it in text): refuse the form whole.
+            if any("\x00" in k or "\x00" in v for k, v in request.form.items(multi=True)):
+                raise InvalidForm("A form field contains a NUL character; remove it.")
 
     @app.after_request
     def _page_headers(response: Response) -> Response:

@@ -180,7 +180,9 @@ def new_request(args: Mapping[str, Any]) -> NewRequest:
             "system's own reference."
         ]
     tags = [t.strip() for t in args["tags"]]
-    if any(redact_bsn(t)[1] for t in tags):
+    if not all(tags):
+        errors["tags"] = ["A tag may not be empty or only spaces."]
+    elif any(redact_bsn(t)[1] for t in tags):
         errors["tags"] = ["A tag may not contain a citizen service number (BSN)."]
     if errors:
         raise InvalidInput("The request is not valid; see `errors` for each field.", errors=errors)
