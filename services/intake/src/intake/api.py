@@ -62,6 +62,24 @@ catalog_blp = Blueprint(
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
+# One event of the stream, as an SSE parser hands it over: the first carries only `retry`,
+# each update `id`, `event: update` and `data` (JSON text). Comment lines are not events.
+STREAM_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "One Server-Sent Event (the fields of an event, not a JSON body).",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The feed position."},
+        "event": {"type": "string", "enum": ["update"]},
+        "retry": {"type": "integer", "description": "Milliseconds before reconnecting."},
+        "data": {
+            "type": "string",
+            "description": "JSON text: {seq, request_id, status, department, entry}.",
+        },
+    },
+    "additionalProperties": False,
+}
+
+
 class InvalidInput(Problem):
     status, title, slug = 400, "Invalid request", "validation"
 
@@ -354,7 +372,7 @@ class StreamView(MethodView):
                 "entry is a timeline entry and status/department are the request's state now. "
                 "Comment lines are heartbeats. The server ends a stream after a few minutes; "
                 "reconnect with Last-Event-ID (EventSource does this itself).",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": STREAM_EVENT_SCHEMA}},
             }
         },
     )
