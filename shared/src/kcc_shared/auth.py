@@ -92,6 +92,11 @@ class TokenStore:
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._cache_lock = threading.Lock()
 
+    @property
+    def engine(self) -> Engine:
+        """The token database (web sessions are kept beside the tokens)."""
+        return self._engine
+
     def create(
         self,
         *,

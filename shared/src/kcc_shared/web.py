@@ -22,7 +22,10 @@
 #   must be one of `roles`. The token itself is never stored in the cookie: the session holds
 #   the principal and the token's id, and the token is re-checked for revocation every
 #   `recheck_seconds`, so revoking a token also ends its web sessions.
-# - POST /logout (endpoint "web.logout"): clears the session.
+# - POST /logout (endpoint "web.logout"): ends the session on the server and clears the cookie.
+#   Each login is a row in `web_sessions` (beside the API tokens; the cookie holds a random
+#   session id, the table its SHA-256) and every request checks that row, so a copied cookie
+#   stops working at logout, in every process.
 # - A signed Flask session cookie named kcc_<service>_session (one per service, because
 #   browsers share cookies across ports of one host): HttpOnly, SameSite=Lax, Secure unless
 #   `secure_cookie=False` (plain http://localhost only), lifetime `session_hours`.
@@ -42,7 +45,7 @@ import secrets
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, Final, TypeVar, cast
 from urllib.parse import unquote, urlsplit
@@ -60,9 +63,11 @@ from flask import (
     url_for,
 )
 from markupsafe import Markup
+from sqlalchemy import Column, Engine, MetaData, String, Table, delete, insert, select, update
 
 from kcc_shared.api import TOKENS_EXTENSION
-from kcc_shared.auth import Principal, TokenStore
+from kcc_shared.auth import Principal, TokenStore, hash_token
+from kcc_shared.db import UtcDateTime, create_schema, write
 from kcc_shared.problems import Forbidden, Problem, Unauthorized
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,6 +75,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 CSRF_FIELD: Final = "csrf_token"
 CSRF_HEADER: Final = "X-CSRF-Token"
 WEB_EXTENSION: Final = "kcc.web"
+SESSIONS_EXTENSION: Final = "kcc.web.sessions"
 MIN_SECRET_LENGTH: Final = 16
 
 _SESSION_USER: Final = "kcc_user"
@@ -84,6 +90,70 @@ class CsrfMissing(Problem):
 
 class CsrfMismatch(Problem):
     status, title, slug = 403, "CSRF token invalid", "csrf-invalid"
+
+
+class SessionStore:
+    """Server-side record of web logins: a session lives until logout, expiry or revocation.
+
+    The cookie is signed, so it cannot be forged, but a signed cookie alone stays valid when
+    copied; this table is what logout ends. One primary-key look-up per page request.
+    """
+
+    def __init__(self, engine: Engine, service: str) -> None:
+        self.engine = engine
+        self.service = service
+        metadata = MetaData()
+        self.table = Table(
+            "web_sessions",
+            metadata,
+            Column("id", String(64), primary_key=True),  # SHA-256 of the cookie's session id
+            Column("service", String(32), nullable=False),
+            Column("user_id", String(64), nullable=False),
+            Column("token_id", String(36), nullable=True),
+            Column("created_at", UtcDateTime, nullable=False),
+            Column("expires_at", UtcDateTime, nullable=False, index=True),
+            Column("ended_at", UtcDateTime, nullable=True),
+        )
+        create_schema(engine, metadata)
+
+    def start(self, principal: Principal, lifetime: timedelta) -> str:
+        """A new session for `principal`; returns the id the cookie carries."""
+        sid = secrets.token_urlsafe(32)
+        now = datetime.now(UTC)
+        t = self.table
+        with write(self.engine) as connection:
+            # Expired rows go as new ones come: the table stays the size of a working day.
+            connection.execute(delete(t).where(t.c.expires_at < now - timedelta(days=1)))
+            connection.execute(
+                insert(t).values(
+                    id=hash_token(sid),
+                    service=self.service,
+                    user_id=principal.user_id,
+                    token_id=principal.token_id,
+                    created_at=now,
+                    expires_at=now + lifetime,
+                )
+            )
+        return sid
+
+    def active(self, sid: str) -> bool:
+        t = self.table
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(t.c.expires_at).where(
+                    t.c.id == hash_token(sid), t.c.service == self.service, t.c.ended_at.is_(None)
+                )
+            ).first()
+        return row is not None and row.expires_at > datetime.now(UTC)
+
+    def end(self, sid: str) -> None:
+        t = self.table
+        with write(self.engine) as connection:
+            connection.execute(
+                update(t)
+                .where(t.c.id == hash_token(sid), t.c.ended_at.is_(None))
+                .values(ended_at=datetime.now(UTC))
+            )
 
 
 class InvalidForm(Problem):
@@ -123,6 +193,8 @@ def init_web(
         PERMANENT_SESSION_LIFETIME=timedelta(hours=session_hours),
     )
     app.extensions[WEB_EXTENSION] = _Settings(roles, home, recheck_seconds)
+    tokens: TokenStore = app.extensions[TOKENS_EXTENSION]
+    app.extensions[SESSIONS_EXTENSION] = SessionStore(tokens.engine, service)
     app.register_blueprint(_blueprint())
     app.add_template_global(csrf_token)
     app.add_template_global(csrf_field)
@@ -236,12 +308,17 @@ def _session_user() -> Principal | None:
     try:
         token_id = str(data["token_id"])
         checked_at = float(data["checked_at"])
+        sid = str(data["sid"])
     except (KeyError, TypeError, ValueError):
         session.pop(_SESSION_USER, None)
+        return None
+    if not _sessions().active(sid):
+        session.clear()  # logged out (perhaps in another browser holding a copy), or expired
         return None
     if time.time() - checked_at > _settings().recheck_seconds:
         principal = _tokens().principal_by_id(token_id)
         if principal is None or principal.role not in _settings().roles:
+            _sessions().end(sid)
             session.clear()  # revoked (or role no longer allowed here): the session ends too
             return None
         _remember(principal)
@@ -255,8 +332,16 @@ def _session_user() -> Principal | None:
     )
 
 
-def _remember(principal: Principal) -> None:
+def _sessions() -> SessionStore:
+    store: SessionStore = current_app.extensions[SESSIONS_EXTENSION]
+    return store
+
+
+def _remember(principal: Principal, sid: str | None = None) -> None:
+    if sid is None:
+        sid = str(session[_SESSION_USER]["sid"])
     session[_SESSION_USER] = {
+        "sid": sid,
         "user_id": principal.user_id,
         "role": principal.role,
         "team": principal.team,
@@ -347,13 +432,17 @@ def _blueprint() -> Blueprint:
         # A fresh session (new CSRF token) on login: a session fixed before login is useless.
         session.clear()
         session.permanent = True
-        _remember(principal)
+        sid = _sessions().start(principal, current_app.permanent_session_lifetime)
+        _remember(principal, sid)
         csrf_token()
         return redirect(_safe_next(next_))
 
     @blueprint.post("/logout")
     def logout() -> Any:
         check_csrf()
+        data = session.get(_SESSION_USER)
+        if isinstance(data, dict) and isinstance(data.get("sid"), str):
+            _sessions().end(data["sid"])
         session.clear()
         return redirect(url_for("web.login"))
 
