@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "secret_key": None,
     "session_cookie_secure": True,
     "metrics_token": None,
+    "streams_per_process": 24,
+    "streams_per_user": 4,
 }
 
 
@@ -71,6 +73,8 @@ VALID: list[Any] = [
     ("KCC_SECRET_KEY", "s3cret-for-cookies", "secret_key", None),
     ("KCC_SESSION_COOKIE_SECURE", "false", "session_cookie_secure", False),
     ("KCC_METRICS_TOKEN", "a-long-metrics-token-123", "metrics_token", None),
+    ("KCC_STREAMS_PER_PROCESS", "48", "streams_per_process", 48),
+    ("KCC_STREAMS_PER_USER", "2", "streams_per_user", 2),
 ]
 
 
@@ -122,6 +126,8 @@ def test_the_auth_store_defaults_to_the_service_store_and_can_be_separate() -> N
 BAD: list[Any] = [
     pytest.param("KCC_PUBLISH_TIMEOUT", "soon", id="timeout not a number"),
     pytest.param("KCC_METRICS_TOKEN", "short", id="metrics token too short"),
+    pytest.param("KCC_STREAMS_PER_USER", "0", id="no streams per user"),
+    pytest.param("KCC_STREAMS_PER_USER", "25", id="more per user than per process"),
     pytest.param("KCC_METRICS_TOKEN", "with a space in the token", id="metrics token spaces"),
     pytest.param("KCC_PUBLISH_TIMEOUT", "0", id="timeout zero"),
     pytest.param("KCC_PUBLISH_TIMEOUT", "30", id="timeout above the gunicorn budget"),

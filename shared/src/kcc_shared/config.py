@@ -141,6 +141,23 @@ class Config:
         ),
     )
 
+    streams_per_process: int = field(
+        default=24,
+        metadata=_doc(
+            "KCC_STREAMS_PER_PROCESS",
+            "Live update streams (SSE) one intake process serves at once; each holds a server "
+            "thread, so keep it under KCC_HTTP_THREADS. More: 503.",
+        ),
+    )
+    streams_per_user: int = field(
+        default=4,
+        metadata=_doc(
+            "KCC_STREAMS_PER_USER",
+            "Live update streams one agent may hold open in one intake process (tabs with "
+            "the desk); more: 429, so one person cannot take every slot.",
+        ),
+    )
+
     @property
     def auth_url(self) -> str:
         return self.auth_database_url or self.database_url
@@ -208,6 +225,10 @@ class Config:
             problems.append("KCC_CONSUMER_BATCH_SIZE: must be between 1 and 5000")
         if not 0 <= self.metrics_port <= 65535:
             problems.append("KCC_METRICS_PORT: must be a port number")
+        if not 1 <= self.streams_per_process <= 10000:
+            problems.append("KCC_STREAMS_PER_PROCESS: must be between 1 and 10000")
+        if not 1 <= self.streams_per_user <= self.streams_per_process:
+            problems.append("KCC_STREAMS_PER_USER: must be between 1 and KCC_STREAMS_PER_PROCESS")
         if self.metrics_token is not None and not (
             16 <= len(self.metrics_token) <= 200
             and all("!" <= c <= "~" for c in self.metrics_token)
@@ -276,4 +297,6 @@ _CASTS: Final[Mapping[str, Callable[[str], Any]]] = {
     "secret_key": _plain,
     "session_cookie_secure": _bool,
     "metrics_token": _plain,
+    "streams_per_process": _number(int),
+    "streams_per_user": _number(int),
 }

@@ -38,7 +38,7 @@ from intake.schemas import (
 )
 from intake.service import IntakeContext
 from intake.store import NewRequest, Rating, Request
-from intake.stream import StreamsFull
+from intake.stream import StreamsFull, UserStreamsFull, client_gone_check
 
 requests_blp = Blueprint(
     "requests",
@@ -86,6 +86,10 @@ class InvalidInput(Problem):
 
 class TooManyStreams(Problem):
     status, title, slug = 503, "Too many live streams", "too-many-streams"
+
+
+class TooManyOwnStreams(Problem):
+    status, title, slug = 429, "Too many live streams of yours", "too-many-own-streams"
 
 
 def _context() -> IntakeContext:
@@ -157,13 +161,19 @@ def stream_response(context: IntakeContext, agent_id: str, after: int | None) ->
     """The text/event-stream response for one agent (the API and the desk page share this)."""
     try:
         subscription = context.feed.subscribe(agent_id)
+    except UserStreamsFull:
+        STREAMS_REFUSED.inc()
+        raise TooManyOwnStreams(
+            f"You already have {context.feed.max_per_user} live streams open here; close a "
+            "tab with the desk, or retry in a few seconds."
+        ) from None
     except StreamsFull:
         STREAMS_REFUSED.inc()
         raise TooManyStreams(
             "This server already serves its maximum of live streams; retry in a few seconds."
         ) from None
     return Response(
-        context.feed.events(subscription, after),
+        context.feed.events(subscription, after, client_gone_check(request.environ)),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -376,7 +386,7 @@ class StreamView(MethodView):
             }
         },
     )
-    @errors(stream_blp, 400, 401, 403, 503)
+    @errors(stream_blp, 400, 401, 403, 429, 503)
     def get(self) -> Any:
         """A live stream of my requests' updates (Server-Sent Events)."""
         after = last_event_id()

@@ -48,7 +48,11 @@ def create_app(config: Config | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
-    feed = UpdateFeed(store)
+    feed = UpdateFeed(
+        store,
+        max_subscribers=config.streams_per_process,
+        max_per_user=config.streams_per_user,
+    )
     app.extensions[CONTEXT_EXTENSION] = IntakeContext(store, organisation, relay, feed)
     app.extensions[TOKENS_EXTENSION] = tokens
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import select
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -24,12 +26,48 @@ DEFAULT_MAX_SECONDS: Final = 300.0
 DEFAULT_QUEUE_SIZE: Final = 100
 # Every open stream holds one server thread: leave the rest for the API.
 DEFAULT_MAX_SUBSCRIBERS: Final = 24
+# One agent (a few tabs, a reconnect racing the old stream) may not take every slot.
+DEFAULT_MAX_PER_USER: Final = 4
+# How often an idle stream looks whether its client is still there (a closed socket).
+CLIENT_CHECK_SECONDS: Final = 1.0
 PAGE: Final = 200
 RETRY_MS: Final = 3000
 
 
 class StreamsFull(Exception):
     """This process already serves as many streams as it may; try again (another worker)."""
+
+
+class UserStreamsFull(Exception):
+    """This agent already has as many streams open here as one person may."""
+
+
+ClientGone = Callable[[], bool]
+
+
+def client_gone_check(environ: Mapping[str, object]) -> ClientGone:
+    """Whether the client of this WSGI request has closed its connection.
+
+    An SSE client sends nothing after its request, so a readable socket that reads as
+    end-of-file (peeked, nothing consumed) means it went away; without a socket (a test
+    client, another server) this never says so and the next write finds out instead.
+    """
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if not isinstance(sock, socket.socket):
+        return lambda: False
+
+    def gone() -> bool:
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True
+
+    return gone
 
 
 @dataclass(eq=False)
@@ -68,6 +106,7 @@ class UpdateFeed:
         max_seconds: float = DEFAULT_MAX_SECONDS,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
+        max_per_user: int = DEFAULT_MAX_PER_USER,
     ) -> None:
         self.store = store
         self.poll_interval = poll_interval
@@ -75,6 +114,7 @@ class UpdateFeed:
         self.max_seconds = max_seconds
         self.queue_size = queue_size
         self.max_subscribers = max_subscribers
+        self.max_per_user = max_per_user
         self._lock = threading.Lock()
         self._subscribers: dict[str, set[Subscription]] = {}
         self._count = 0
@@ -112,6 +152,8 @@ class UpdateFeed:
     def subscribe(self, agent_id: str) -> Subscription:
         self.start()
         with self._lock:
+            if len(self._subscribers.get(agent_id, ())) >= self.max_per_user:
+                raise UserStreamsFull
             if self._count >= self.max_subscribers:
                 raise StreamsFull
             subscription = Subscription(agent_id, queue.Queue(self.queue_size))
@@ -157,13 +199,24 @@ class UpdateFeed:
 
     # -- one stream ---------------------------------------------------------------------------
 
-    def events(self, subscription: Subscription, last_event_id: int | None) -> Iterator[str]:
+    def streams_of(self, agent_id: str) -> int:
+        with self._lock:
+            return len(self._subscribers.get(agent_id, ()))
+
+    def events(
+        self,
+        subscription: Subscription,
+        last_event_id: int | None,
+        client_gone: ClientGone = lambda: False,
+    ) -> Iterator[str]:
         """The SSE text of one stream: missed entries first (after Last-Event-ID), then live
-        ones, a comment as heartbeat; unsubscribes when the client goes or the stream ends."""
+        ones, a comment as heartbeat; unsubscribes when the client goes (seen within
+        CLIENT_CHECK_SECONDS, or at the next write) or the stream ends."""
         try:
             last = self.store.last_update_seq() if last_event_id is None else last_event_id
             yield f"retry: {RETRY_MS}\n: stream open\n\n"
             deadline = time.monotonic() + self.max_seconds
+            next_heartbeat = time.monotonic() + self.heartbeat
             catch_up = last_event_id is not None
             while not self._stopping.is_set():
                 if catch_up or subscription.lagging:
@@ -173,13 +226,20 @@ class UpdateFeed:
                         yield format_update(update)
                         last = update.seq
                     continue
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                remaining = deadline - now
                 if remaining <= 0:
                     return
                 try:
-                    live = subscription.queue.get(timeout=min(self.heartbeat, remaining))
+                    live = subscription.queue.get(
+                        timeout=max(0.0, min(CLIENT_CHECK_SECONDS, next_heartbeat - now, remaining))
+                    )
                 except queue.Empty:
-                    yield ": keepalive\n\n"
+                    if client_gone():
+                        return  # the finally frees the slot now, not at the next heartbeat
+                    if time.monotonic() >= next_heartbeat:
+                        next_heartbeat = time.monotonic() + self.heartbeat
+                        yield ": keepalive\n\n"
                     continue
                 if live is None:
                     return
@@ -187,6 +247,7 @@ class UpdateFeed:
                     continue  # also read while catching up
                 yield format_update(live)
                 last = live.seq
+                next_heartbeat = time.monotonic() + self.heartbeat
         finally:
             self.unsubscribe(subscription)
 
