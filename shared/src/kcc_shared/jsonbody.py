@@ -34,9 +34,7 @@ def load_json(data: bytes | str) -> Any:
     except UnicodeDecodeError:
         _refuse("The body is not UTF-8 encoded JSON.", "json", "Not UTF-8.")
     if _depth(text) > MAX_DEPTH:
-        _refuse(
-            f"The JSON body is nested more than {MAX_DEPTH} levels deep.", "json", "Too deep."
-        )
+        _refuse(f"The JSON body is nested more than {MAX_DEPTH} levels deep.", "json", "Too deep.")
     try:
         value = json.loads(text, parse_int=_int, parse_constant=_constant)
     except InvalidBody:
