@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "auth_cache_seconds": 10.0,
     "secret_key": None,
     "session_cookie_secure": True,
+    "sla_public_page": False,
     "metrics_token": None,
     "streams_per_process": 24,
     "streams_per_user": 4,
@@ -73,6 +74,7 @@ VALID: list[Any] = [
     ("KCC_SECRET_KEY", "s3cret-for-cookies", "secret_key", None),
     ("KCC_SESSION_COOKIE_SECURE", "false", "session_cookie_secure", False),
     ("KCC_METRICS_TOKEN", "a-long-metrics-token-123", "metrics_token", None),
+    ("KCC_SLA_PUBLIC_PAGE", "true", "sla_public_page", True),
     ("KCC_STREAMS_PER_PROCESS", "48", "streams_per_process", 48),
     ("KCC_STREAMS_PER_USER", "2", "streams_per_user", 2),
 ]

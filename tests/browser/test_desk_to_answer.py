@@ -127,7 +127,8 @@ def test_question_from_desk_to_answer_rating_and_sla_overview(
         expect(agent.get_by_text("Cijfer 5, met dank")).to_be_visible()
         screenshots.take(agent, "beoordeeld")
 
-        # The SLA overview (no login) counts the rated request for the afval department.
+        # The SLA overview (staff-femke's login link logged her in there too) counts the
+        # rated request for the afval department.
         sla = browser.new_page()
         pages["sla"] = sla
         sla.goto(f"{base}/sla-monitor/sla")

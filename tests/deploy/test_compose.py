@@ -470,7 +470,11 @@ def test_kcc_containers_are_locked_down(compose: dict[str, Any]) -> None:
 
 def test_web_pages_get_a_secret_key(compose: dict[str, Any]) -> None:
     for name, service in kcc_services(compose).items():
-        if command_of(service)[1:3] in (["intake", "serve"], ["backoffice", "serve"]):
+        if command_of(service)[1:3] in (
+            ["intake", "serve"],
+            ["backoffice", "serve"],
+            ["sla", "run"],
+        ):
             secret = config_of(service).secret_key
             assert secret is not None, f"{name} serves pages and needs KCC_SECRET_KEY"
             assert len(secret) >= 16

@@ -24,6 +24,7 @@ from intake.worker import ViewConsumer
 from kcc_shared.auth import TokenStore, tokens_table
 from kcc_shared.config import Config
 from kcc_shared.db import create_schema, make_engine
+from kcc_shared.headers import SECURITY_HEADERS
 from kcc_shared.logging import configure_logging
 from kcc_shared.organisation import OrganisationError, load_organisation
 from router.worker import RouterWorker
@@ -61,7 +62,11 @@ TRAFFIC_AGENTS: Final = ("agent-bram", "agent-chris")
 
 LOGIN_PREFIX: Final = "/dev/login/"
 # Every mounted app with a login page, and where a person lands after logging in there.
-LOGIN_PAGES: Final = (("", "/balie"), ("/backoffice", "/backoffice/inbox"))
+LOGIN_PAGES: Final = (
+    ("", "/balie"),
+    ("/backoffice", "/backoffice/inbox"),
+    ("/sla-monitor", "/sla-monitor/sla"),
+)
 _CSRF_INPUT: Final = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -173,7 +178,8 @@ proces, met een interne broker en SQLite.</p>
 (log in als agent)</li>
 <li><a href="/backoffice/inbox">Werkvoorraad van de afdeling</a> — oppakken, beantwoorden,
 doorsturen (log in als medewerker)</li>
-<li><a href="/sla-monitor/sla">SLA-overzicht</a> — normen, overschrijdingen, doorlooptijden</li>
+<li><a href="/sla-monitor/sla">SLA-overzicht</a> — normen, overschrijdingen, doorlooptijden
+(log in als medewerker of beheerder)</li>
 </ul>
 <h2>API en techniek</h2>
 <ul>
@@ -216,6 +222,7 @@ def dev_site(app: WsgiApp, page: bytes, links: LoginLinks, tokens: Mapping[str, 
 
     def html_response(body: str | bytes, status: int) -> Response:
         response = Response(body, status, content_type="text/html; charset=utf-8")
+        response.headers.update(SECURITY_HEADERS)
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"  # keeps the secret out of Referer
         return response

@@ -24,7 +24,13 @@ from .conftest import Events, FakeClock, local
 
 @pytest.fixture
 def app(database_url: str, clock: FakeClock) -> Iterator[Flask]:
-    app = create_app(Config(database_url=database_url, broker_url="memory://"), clock=clock)
+    config = Config(
+        database_url=database_url,
+        broker_url="memory://",
+        secret_key="sla-test-secret-0123456789",
+        session_cookie_secure=False,
+    )
+    app = create_app(config, clock=clock)
     yield app
     store_of(app).engine.dispose()
 
@@ -206,6 +212,11 @@ def test_overview_page_is_dutch_and_shows_aggregates_only(
     app: Flask, client: FlaskClient, clock: FakeClock
 ) -> None:
     _scenario(app, clock)
+    assert client.get("/sla?window=1d").status_code == 302  # log in first
+    login = client.get("/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login)
+    assert csrf is not None
+    client.post("/login", data={"token": _token(app, "ops"), "csrf_token": csrf[1]})
     response = client.get("/sla?window=1d")
     assert response.status_code == 200
     page = response.get_data(as_text=True)

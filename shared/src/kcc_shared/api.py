@@ -14,6 +14,7 @@ from marshmallow import missing
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from kcc_shared.auth import Principal, TokenStore, bearer_token
+from kcc_shared.headers import add_security_headers
 from kcc_shared.jsonbody import load_json
 from kcc_shared.problems import PROBLEM_JSON, Forbidden, ProblemSchema, Unauthorized
 
@@ -81,6 +82,8 @@ def make_api(app: Flask, *, title: str, version: str, description: str) -> Api:
         OPENAPI_JSON_PATH="openapi.json",
     )
     api = Api(app, spec_kwargs={"info": {"description": description}})
+    # Every KCC web app is built here: each answer, page or JSON, gets the security headers.
+    add_security_headers(app)
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "description": "A kcc_… API token."}
     )

@@ -131,6 +131,15 @@ class Config:
         ),
     )
 
+    sla_public_page: bool = field(
+        default=False,
+        metadata=_doc(
+            "KCC_SLA_PUBLIC_PAGE",
+            "Show the SLA monitor's overview page (/sla) without a login, e.g. on a wall "
+            "screen (true/false). Off: staff and operators log in with their token "
+            "(needs KCC_SECRET_KEY).",
+        ),
+    )
     metrics_token: str | None = field(
         default=None,
         metadata=_doc(
@@ -297,6 +306,7 @@ _CASTS: Final[Mapping[str, Callable[[str], Any]]] = {
     "secret_key": _plain,
     "session_cookie_secure": _bool,
     "metrics_token": _plain,
+    "sla_public_page": _bool,
     "streams_per_process": _number(int),
     "streams_per_user": _number(int),
 }

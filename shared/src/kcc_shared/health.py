@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify
 from kombu.connection import Connection
 from sqlalchemy import Engine, text
 
+from kcc_shared.headers import SECURITY_HEADERS
 from kcc_shared.metrics import metrics_app
 from kcc_shared.publisher import connect_once
 
@@ -99,7 +100,12 @@ def health_app(
 def _json(start_response: StartResponse, status: str, body: Mapping[str, Any]) -> list[bytes]:
     data = json.dumps(body).encode()
     start_response(
-        status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        status,
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            *SECURITY_HEADERS.items(),
+        ],
     )
     return [data]
 

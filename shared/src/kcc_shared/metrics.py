@@ -20,6 +20,8 @@ from prometheus_client import (
 )
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
+from kcc_shared.headers import SECURITY_HEADERS
+
 HTTP_REQUEST_SECONDS = Histogram(
     "kcc_http_request_duration_seconds",
     "Time to answer an HTTP request, by route template (never the raw path).",
@@ -115,6 +117,7 @@ def metrics_app(
                     ("Content-Type", "text/plain; charset=utf-8"),
                     ("Content-Length", str(len(refused))),
                     ("WWW-Authenticate", 'Bearer realm="metrics"'),
+                    *SECURITY_HEADERS.items(),
                 ],
             )
             return [refused]
@@ -122,7 +125,12 @@ def metrics_app(
             hook()
         body = render_metrics()
         start_response(
-            "200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
+            "200 OK",
+            [
+                ("Content-Type", CONTENT_TYPE_LATEST),
+                ("Content-Length", str(len(body))),
+                *SECURITY_HEADERS.items(),
+            ],
         )
         return [body]
 

@@ -64,6 +64,7 @@ from flask import (
 )
 from markupsafe import Markup
 from sqlalchemy import Column, Engine, MetaData, String, Table, delete, insert, select, update
+from werkzeug.wrappers import Response as BaseResponse
 
 from kcc_shared.api import TOKENS_EXTENSION
 from kcc_shared.auth import Principal, TokenStore, hash_token
@@ -212,13 +213,11 @@ def init_web(
 
     @app.after_request
     def _page_headers(response: Response) -> Response:
-        if response.mimetype == "text/html":
-            response.headers.setdefault("X-Frame-Options", "DENY")
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-            response.headers.setdefault("Referrer-Policy", "same-origin")
-            if _SESSION_USER in session:
-                # Pages show personal work queues: never keep them in a shared cache.
-                response.headers["Cache-Control"] = "no-store"
+        # The security headers (CSP, frames, nosniff, Referer) are kcc_shared.headers', on
+        # every response of the app.
+        if response.mimetype == "text/html" and _SESSION_USER in session:
+            # Pages show personal work queues: never keep them in a shared cache.
+            response.headers["Cache-Control"] = "no-store"
         return response
 
 
@@ -228,20 +227,29 @@ def login_required(*roles: str) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            user = current_user_or_none()
-            if user is None:
-                if request.method in ("GET", "HEAD"):
-                    return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
-                raise Unauthorized("Log in first: /login")
-            if request.method in _UNSAFE:
-                check_csrf()
-            if user.role not in roles:
-                raise Forbidden(f"this page is for the role {' or '.join(roles)}")
+            refused = require_login(*roles)
+            if refused is not None:
+                return refused
             return view(*args, **kwargs)
 
         return cast(F, wrapper)
 
     return decorator
+
+
+def require_login(*roles: str) -> BaseResponse | None:
+    """What login_required checks, for a before_request hook: None when the person may go on,
+    else the redirect to /login (GET, HEAD); raises Unauthorized, Forbidden or a CSRF problem."""
+    user = current_user_or_none()
+    if user is None:
+        if request.method in ("GET", "HEAD"):
+            return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
+        raise Unauthorized("Log in first: /login")
+    if request.method in _UNSAFE:
+        check_csrf()
+    if user.role not in roles:
+        raise Forbidden(f"this page is for the role {' or '.join(roles)}")
+    return None
 
 
 def current_user() -> Principal:

@@ -26,7 +26,9 @@ from intake.store import (
     RequestNotFound,
 )
 
-desk_bp = Blueprint("desk", __name__, template_folder="templates", url_prefix="/balie")
+desk_bp = Blueprint(
+    "desk", __name__, template_folder="templates", static_folder="static", url_prefix="/balie"
+)
 
 LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 

@@ -16,6 +16,7 @@ from kcc_shared.organisation import Organisation, load_organisation
 from kcc_shared.outbox import outbox_backlog
 from kcc_shared.problems import register_problem_handlers
 from kcc_shared.publisher import connection_factory
+from kcc_shared.web import init_web
 
 from sla_monitor.api import summary_blp
 from sla_monitor.metrics import (
@@ -23,7 +24,7 @@ from sla_monitor.metrics import (
     initialise_outcomes,
     install_open_collector,
 )
-from sla_monitor.pages import pages_blp
+from sla_monitor.pages import PAGE_ACCESS, PAGE_ROLES, pages_blp
 from sla_monitor.service import CONTEXT_EXTENSION, SlaContext
 from sla_monitor.store import SlaStore, outbox
 from sla_monitor.worker import SERVICE, utcnow
@@ -56,6 +57,22 @@ def create_app(
     api = make_api(app, title="KCC SLA monitor", version="1.0.0", description=DESCRIPTION)
     register_problem_handlers(app)
     api.register_blueprint(summary_blp)
+    # The overview shows how departments perform: only for people who log in (staff, ops,
+    # admin), unless the operator chose a public view (KCC_SLA_PUBLIC_PAGE).
+    if config.sla_public_page:
+        app.config[PAGE_ACCESS] = "public"
+    elif config.secret_key:
+        init_web(
+            app,
+            service=SERVICE,
+            roles=PAGE_ROLES,
+            secret_key=config.secret_key,
+            secure_cookie=config.session_cookie_secure,
+            home="/sla",
+        )
+        app.config[PAGE_ACCESS] = "login"
+    else:
+        app.config[PAGE_ACCESS] = "off"
     app.register_blueprint(pages_blp)
     connections = connection_factory(config.broker_url, timeout=config.publish_timeout)
     app.register_blueprint(

@@ -1,19 +1,48 @@
 """The SLA overview page (Dutch): the summary's aggregates, server-rendered.
 
-Note: the page needs no login. It shows only per-department aggregates (counts, percentages,
-durations) and never a request's text, id, agent or staff member, so it is safe to show on a
-wall screen inside the operations network. The detailed API stays behind an ops token. A
+Who may look: the page shows per-department aggregates only (counts, percentages, durations;
+never a request's text, id, agent or staff member), but how each department performs is
+still internal. So staff and operators log in with their API token, as on the desk and the
+inbox (kcc_shared.web: session cookie, logout ends it). An operator who wants it on a wall
+screen inside the operations network sets KCC_SLA_PUBLIC_PAGE=true. Without a secret key to
+sign the session (KCC_SECRET_KEY) and without that choice the page is not served (503). A
 token in the URL (`?token=`) was rejected: it would end up in access logs and browser history.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 from flask import Blueprint, current_app, render_template, request
+from kcc_shared.problems import Problem
+from kcc_shared.web import require_login
+from werkzeug.wrappers import Response
 
 from sla_monitor.service import CONTEXT_EXTENSION, SlaContext
 from sla_monitor.store import WINDOWS
 
 pages_blp = Blueprint("pages", __name__, template_folder="templates")
+
+PAGE_ACCESS: Final = "KCC_SLA_PAGE_ACCESS"  # app.config: "public", "login" or "off"
+PAGE_ROLES: Final = ("staff", "ops", "admin")
+
+
+class PageUnavailable(Problem):
+    status, title, slug = 503, "SLA overview not configured", "sla-page-unavailable"
+
+
+@pages_blp.before_request
+def _who_may_look() -> Response | None:
+    access = current_app.config.get(PAGE_ACCESS, "off")
+    if access == "public":
+        return None
+    if access == "login":
+        return require_login(*PAGE_ROLES)
+    raise PageUnavailable(
+        "The SLA overview needs a login: set KCC_SECRET_KEY (or KCC_SLA_PUBLIC_PAGE=true for a "
+        "public view)."
+    )
+
 
 WINDOW_LABELS = {"1h": "afgelopen uur", "1d": "afgelopen dag", "7d": "afgelopen 7 dagen",
                  "30d": "afgelopen 30 dagen"}  # fmt: skip
