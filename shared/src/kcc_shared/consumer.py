@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import amqp
-from kombu.connection import Connection
 from kombu.entity import Queue
 from kombu.message import Message
 from kombu.messaging import Consumer
@@ -25,7 +24,13 @@ from kcc_shared.db import UtcDateTime, write
 from kcc_shared.deadletters import parked
 from kcc_shared.events import Event, InvalidEvent, UnknownSchemaVersion, parse_event
 from kcc_shared.metrics import MESSAGES_CONSUMED
-from kcc_shared.publisher import Publisher, PublishError, connect_once, connection_factory
+from kcc_shared.publisher import (
+    Publisher,
+    PublishError,
+    broker_connection,
+    connect_once,
+    connection_factory,
+)
 from kcc_shared.topology import declare
 
 log = logging.getLogger(__name__)
@@ -154,7 +159,9 @@ class EventConsumer(ConsumerMixin):
         # More queues into the same store (the back office: every department queue plus its
         # agent events); each message is recorded, counted and parked under its own queue.
         self.queues = [queue, *extra_queues]
-        self.connection = Connection(broker_url, connect_timeout=publish_timeout, heartbeat=0)
+        self.connection = broker_connection(
+            broker_url, connect_timeout=publish_timeout, heartbeat=0
+        )
         self._engine = engine
         self._processed = processed
         self._handler = handler

@@ -23,6 +23,7 @@ from kcc_shared.publisher import (
     Publisher,
     PublishError,
     Sent,
+    broker_connection,
     connect_once,
     connection_factory,
 )
@@ -110,7 +111,9 @@ class RouterWorker(ConsumerMixin):
         publisher: Publisher | None = None,
     ) -> None:
         self._broker_url = broker_url
-        self.connection = Connection(broker_url, connect_timeout=publish_timeout, heartbeat=0)
+        self.connection = broker_connection(
+            broker_url, connect_timeout=publish_timeout, heartbeat=0
+        )
         self.prefetch = prefetch
         # Half the prefetch window: while one batch waits for its confirms, the broker already
         # delivers the next one, so the router never waits for the socket.
