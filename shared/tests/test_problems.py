@@ -196,3 +196,30 @@ def test_an_unreachable_database_is_a_503_to_retry_without_the_connection_detail
     assert "Idempotency-Key" in response.get_json()["detail"]
     assert "hunter2" not in response.get_data(as_text=True)
     assert "hunter2" not in caplog.text
+
+
+def test_a_400_never_repeats_a_bsn_it_refused(client: FlaskClient) -> None:
+    # Not in a message, not as the name of an unknown field, not in a detail.
+    response = client.post(
+        "/ratings",
+        json={"score": "123456782", "comment": "BSN 123 456 782!", "bsn.111222333": 1},
+    )
+
+    assert response.status_code == 400
+    text = response.get_data(as_text=True)
+    assert "123456782" not in text.replace(" ", "")
+    assert "111222333" not in text
+    assert set(response.get_json()["errors"]) == {"score", "comment", "[BSN]"}
+
+
+def test_a_problem_detail_holding_a_bsn_is_redacted() -> None:
+    app = create_app()
+
+    @app.get("/careless")
+    def careless() -> dict[str, Any]:
+        raise Problem("No request for 123.456.782.", errors={"ref 111222333": ["Is 111222333."]})
+
+    body = app.test_client().get("/careless").get_json()
+
+    assert body["detail"] == "No request for [BSN]."
+    assert body["errors"] == {"ref [BSN]": ["Is [BSN]."]}

@@ -12,6 +12,8 @@ from marshmallow import Schema, fields
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from kcc_shared.privacy import redact_bsn
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -71,10 +73,10 @@ def problem_response(
         "type": f"https://kcc.example/problems/{slug or phrase.lower().replace(' ', '-')}",
         "title": title or phrase,
         "status": status,
-        "detail": detail,
+        "detail": redact_bsn(detail)[0],
     }
     if errors:
-        body["errors"] = _flatten_errors(errors)
+        body["errors"] = _without_bsn(_flatten_errors(errors))
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -98,6 +100,15 @@ def _flatten_errors(errors: Mapping[str, Any], prefix: str = "") -> dict[str, li
         else:
             flat[path] = [str(value)]
     return flat
+
+
+def _without_bsn(errors: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """An answer never repeats a refused BSN: not in a message and not in a field name (an
+    unknown field's name is the client's text: {"123456782": 1} is answered as "[BSN]")."""
+    clean: dict[str, list[str]] = {}
+    for key, messages in errors.items():
+        clean.setdefault(redact_bsn(key)[0], []).extend(redact_bsn(m)[0] for m in messages)
+    return clean
 
 
 def register_problem_handlers(app: Flask) -> None:
