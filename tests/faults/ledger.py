@@ -12,6 +12,7 @@ first-response clock.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -92,7 +93,8 @@ def take_stock(stack: Stack, filed: Sequence[Filed]) -> Ledger:
         ledger.lost[name] = missing
         ledger.wrong_department[name] = wrong
 
-    keys = {f.key for f in filed}
+    # The intake stores each key's SHA-256, never the key itself.
+    keys = {hashlib.sha256(f.key.encode()).hexdigest() for f in filed}
     stored_keys = [r[0] for r in _rows(intake, "SELECT idempotency_key FROM requests")]
     ledger.duplicates = {
         # One Idempotency-Key, one request: a second row for a key is a doubled request.

@@ -12,7 +12,7 @@ from kcc_shared.api import BEARER, Blueprint, current_principal, errors, require
 from kcc_shared.auth import Principal
 from kcc_shared.events import CHANNELS, PRIORITIES
 from kcc_shared.metrics import BSN_REDACTIONS
-from kcc_shared.privacy import is_bsn, redact_bsn
+from kcc_shared.privacy import contains_bsn, redact_bsn
 from kcc_shared.problems import Problem
 from marshmallow import RAISE
 
@@ -188,6 +188,13 @@ def _idempotency_key() -> str | None:
             "Idempotency-Key must be 1-200 visible ASCII characters (a UUID is a good choice).",
             errors={"Idempotency-Key": ["Not a valid idempotency key."]},
         )
+    if contains_bsn(key):
+        # Only the key's SHA-256 is stored, but a hash of a BSN is found back by trying all
+        # of them: a key holding one is refused, like any other field that must not hold one.
+        raise InvalidInput(
+            "Idempotency-Key may not contain a citizen service number (BSN); use a UUID.",
+            errors={"Idempotency-Key": ["Contains a citizen service number (BSN)."]},
+        )
     return key
 
 
@@ -201,8 +208,11 @@ def new_request(args: Mapping[str, Any]) -> NewRequest:
             f"Unknown category; choose one of GET /api/v1/catalog "
             f"({', '.join(sorted(context.organisation.categories))})."
         ]
+    # These two are refused rather than redacted: a reference or a label with [BSN] in it
+    # would be useless, and the agent must see that it was not accepted. The answer names the
+    # field and never repeats the value.
     citizen_ref = args["citizen_ref"]
-    if citizen_ref is not None and (redact_bsn(citizen_ref)[1] or is_bsn(citizen_ref.strip())):
+    if citizen_ref is not None and contains_bsn(citizen_ref):
         errors["citizen_ref"] = [
             "A citizen service number (BSN) may not be used as a reference; use the KCC "
             "system's own reference."
@@ -210,7 +220,7 @@ def new_request(args: Mapping[str, Any]) -> NewRequest:
     tags = [t.strip() for t in args["tags"]]
     if not all(tags):
         errors["tags"] = ["A tag may not be empty or only spaces."]
-    elif any(redact_bsn(t)[1] for t in tags):
+    elif any(contains_bsn(t) for t in tags):
         errors["tags"] = ["A tag may not contain a citizen service number (BSN)."]
     if errors:
         raise InvalidInput("The request is not valid; see `errors` for each field.", errors=errors)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from kcc_shared.events import CHANNELS, PRIORITIES
+from kcc_shared.privacy import redact_bsn
 from kcc_shared.problems import Problem
 from kcc_shared.web import current_user, login_required
 from marshmallow import ValidationError
@@ -109,13 +110,13 @@ def _desk_page(form: dict[str, Any], errors: dict[str, Any], status: int = 200) 
         "desk/desk.html",
         requests=mine.items,
         total=mine.total,
-        form=form,
+        form=_redisplayed(form),
         errors=errors,
         categories=list(context.organisation.categories.values()),
         priorities=PRIORITIES,
         channels=CHANNELS,
         # A fresh key per rendered form: a double click or a resent form files once.
-        idempotency_key=form.get("idempotency_key") or str(uuid.uuid4()),
+        idempotency_key=_form_key(form) or str(uuid.uuid4()),
         feed_position=context.store.last_update_seq(),
     )
     return page, status
@@ -137,7 +138,7 @@ def file_question() -> Any:
     try:
         args = RequestCreateSchema().load(payload)
         new = new_request(args)
-        key = form.get("idempotency_key") or None
+        key = _form_key(form)
         submission = _context().store.submit(current_user(), new, key)
     except ValidationError as exc:
         return _desk_page(form, _messages(exc.messages), 400)
@@ -150,6 +151,21 @@ def file_question() -> Any:
         _context().committed()
     flash("Je vraag is verstuurd. Je ziet hier wanneer de afdeling hem oppakt.")
     return redirect(url_for("desk.detail", request_id=submission.request.id))
+
+
+def _redisplayed(form: dict[str, Any]) -> dict[str, str]:
+    """A form shown again after an error shows what was typed, without citizen service
+    numbers: a refused BSN is not put back on the page (nor into the browser's history)."""
+    return {k: redact_bsn(str(v))[0] for k, v in form.items() if k != "idempotency_key"}
+
+
+def _form_key(form: dict[str, Any]) -> str | None:
+    """The form's idempotency key: the UUID this page put in it, or nothing."""
+    key = form.get("idempotency_key")
+    try:
+        return str(uuid.UUID(key)) if isinstance(key, str) and len(key) == 36 else None
+    except ValueError:
+        return None
 
 
 @desk_bp.get("/vragen/<uuid:request_id>")

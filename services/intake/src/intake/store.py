@@ -58,7 +58,8 @@ requests_table = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     # Idempotency: one request per (agent, key); the fingerprint tells a retry (same body)
-    # from a mistake (same key, different body).
+    # from a mistake (same key, different body). The column holds the key's SHA-256 (hex),
+    # never the key a client sent (see `key_digest`).
     Column("idempotency_key", String(200), nullable=True),
     Column("fingerprint", String(64), nullable=False),
     UniqueConstraint("agent_id", "idempotency_key", name="uq_requests_idempotency"),
@@ -284,6 +285,7 @@ class RequestStore:
             existing = self._by_idempotency_key(agent.user_id, idempotency_key)
             if existing is not None:
                 return self._replay(existing, fingerprint)
+        digest = key_digest(idempotency_key) if idempotency_key is not None else None
         request_id = str(uuid.uuid4())
         now = self._clock()
         event = new_event(
@@ -318,7 +320,7 @@ class RequestStore:
                         status="submitted",
                         created_at=now,
                         updated_at=now,
-                        idempotency_key=idempotency_key,
+                        idempotency_key=digest,
                         fingerprint=fingerprint,
                     )
                 )
@@ -362,11 +364,14 @@ class RequestStore:
 
     def _by_idempotency_key(self, agent_id: str, key: str) -> tuple[str, str] | None:
         t = requests_table
+        # Rows stored before keys were hashed hold the key itself: a retry that spans the
+        # upgrade still finds its request (no migration needed; the index serves both).
+        stored = (key_digest(key), key)
         with self.engine.connect() as connection:
             row = connection.execute(
-                select(t.c.id, t.c.fingerprint).where(
-                    t.c.agent_id == agent_id, t.c.idempotency_key == key
-                )
+                select(t.c.id, t.c.fingerprint)
+                .where(t.c.agent_id == agent_id, t.c.idempotency_key.in_(stored))
+                .order_by(t.c.created_at)
             ).first()
         return (row.id, row.fingerprint) if row is not None else None
 
@@ -642,6 +647,12 @@ class RequestStore:
             )
             for r in rows
         ]
+
+
+def key_digest(idempotency_key: str) -> str:
+    """What is stored for an Idempotency-Key: its SHA-256 in hex. A key is the client's text
+    and may hold anything; a retry only needs to be recognised, not read back."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()
 
 
 def _timeline_entry(event: Event) -> TimelineEntry:
