@@ -6,6 +6,7 @@ import hmac
 import html
 import json
 import logging
+import os
 import re
 import secrets
 import signal
@@ -217,8 +218,29 @@ _LINK_REFUSED = """<!doctype html>
 (<code>kcc token list</code>). Zie de <a href="/">startpagina</a>.</p></body></html>"""
 
 
+_NOT_LOCAL = """<!doctype html>
+<html lang="nl"><head><meta charset="utf-8"><title>Alleen lokaal - KCC</title></head>
+<body><h1>Alleen op deze computer</h1>
+<p>De startpagina en de inloglinks van <code>kcc dev</code> geven demotokens weg en zijn
+daarom alleen bereikbaar als <a href="http://127.0.0.1/">127.0.0.1</a>, localhost of [::1].</p>
+</body></html>"""
+
+# The host names the start page answers for (any port): a page handing out every demo token
+# must not be readable by a web page that rebinds its own DNS name to 127.0.0.1.
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "[::1]"})
+_HOST_HEADER: Final = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::(\d{1,5}))?$")
+
+
+def is_loopback_host(host_header: str | None) -> bool:
+    """Whether a Host header names this machine's loopback (127.0.0.1, localhost, [::1],
+    with any port); anything else, a DNS-rebinding name included, is not."""
+    match = _HOST_HEADER.fullmatch((host_header or "").strip())
+    return match is not None and match.group(1).lower() in LOOPBACK_HOSTS
+
+
 def dev_site(app: WsgiApp, page: bytes, links: LoginLinks, tokens: Mapping[str, str]) -> WsgiApp:
-    """`app` plus what only `kcc dev` serves: the start page and the login links."""
+    """`app` plus what only `kcc dev` serves: the start page and the login links (both only
+    for a loopback Host header)."""
 
     def html_response(body: str | bytes, status: int) -> Response:
         response = Response(body, status, content_type="text/html; charset=utf-8")
@@ -246,7 +268,11 @@ def dev_site(app: WsgiApp, page: bytes, links: LoginLinks, tokens: Mapping[str, 
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
-        if path == "/":
+        if (path == "/" or path.startswith(LOGIN_PREFIX)) and not is_loopback_host(
+            environ.get("HTTP_HOST")
+        ):
+            response = html_response(_NOT_LOCAL, 403)
+        elif path == "/":
             response = html_response(page, 200)
         elif path.startswith(LOGIN_PREFIX):
             response = login(Request(environ))
@@ -293,7 +319,7 @@ def dev(
     if not demo_traffic and ctx.get_parameter_source("demo_pace") is ParameterSource.COMMANDLINE:
         raise click.UsageError("--demo-pace sets the pace of --demo-traffic; add --demo-traffic")
     data = data.resolve()
-    data.mkdir(parents=True, exist_ok=True)
+    private_folder(data)
     shared = config.with_(
         auth_database_url=f"sqlite:///{data / 'auth.db'}",
         broker_url="memory://localhost/",
@@ -430,6 +456,24 @@ def _loopback(host: str) -> str:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+STORES: Final = ("auth", "intake", "backoffice", "sla-monitor")
+
+
+def private_folder(data: Path) -> None:
+    """The data folder and its SQLite files for the owner only (0700, 0600): they hold the
+    demo tokens' hashes and everything filed. SQLite gives a database's -wal and -shm files
+    the database file's mode, so creating the files first is enough."""
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data.chmod(0o700)
+    for name in STORES:
+        database = data / f"{name}.db"
+        if not database.exists():
+            os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
+        for path in (database, data / f"{name}.db-wal", data / f"{name}.db-shm"):
+            if path.exists():
+                path.chmod(0o600)
 
 
 def _secret_key(data: Path) -> str:
