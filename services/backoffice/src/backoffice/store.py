@@ -14,6 +14,7 @@ from kcc_shared.db import UtcDateTime, create_schema, is_postgres, write
 from kcc_shared.events import Actor, Event, new_event
 from kcc_shared.organisation import Organisation
 from kcc_shared.outbox import Clock, Outbox, outbox_table, utcnow
+from kcc_shared.privacy import redact_bsn
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -106,6 +107,9 @@ TIMELINE_DETAILS: Final[Mapping[str, tuple[str, ...]]] = {
     "request.rated": ("score", "thanks", "comment"),
 }
 
+# Free text written by people (the agent's, or staff of another department).
+FREE_TEXT: Final = frozenset({"text", "answer", "reason", "comment"})
+
 _ACTION_EVENTS: Final[Mapping[str, str]] = {
     "claim": "request.claimed",
     "release": "request.released",
@@ -169,6 +173,10 @@ class InboxStore:
         """Apply one event from the wire inside the consumer's transaction."""
         current = self._locked(connection, event.request_id)
         changed = apply_event(current, event, self._calendar_for)
+        if changed.question is not None:
+            # Redacted by the intake already; redacted again on the way in (a second line of
+            # defence, as for every free text below).
+            changed = replace(changed, question=redact_bsn(changed.question)[0])
         if current is None:
             connection.execute(insert(items_table).values(**_row(changed)))
         elif changed != current:
@@ -275,7 +283,8 @@ class InboxStore:
         if to is None:
             return
         if to not in self.organisation.departments:
-            raise UnknownDepartment(f"there is no department {to!r}")
+            # The answer names no department: what was sent is not repeated back.
+            raise UnknownDepartment("there is no department with this id")
         if to == item.department:
             raise UnknownDepartment("the request is already in this department")
 
@@ -321,7 +330,9 @@ class InboxStore:
 
     def _timeline(self, connection: Connection, event: Event) -> None:
         keep = TIMELINE_DETAILS.get(event.type, ())
-        details = {k: _plain(event.data[k]) for k in keep if event.data.get(k) is not None}
+        details = {
+            k: _redacted(k, _plain(event.data[k])) for k in keep if event.data.get(k) is not None
+        }
         connection.execute(
             insert(timeline_table).values(
                 event_id=event.id,
@@ -348,6 +359,10 @@ def _after(item: Item, target: str, staff_id: str, action: Action, now: datetime
             changed, answer=action.text, answered_by=staff_id, answered_at=now, paused_since=None
         )
     return replace(changed, claimed_by=None, claimed_at=None, paused_since=None)  # forward
+
+
+def _redacted(key: str, value: Any) -> Any:
+    return redact_bsn(value)[0] if key in FREE_TEXT and isinstance(value, str) else value
 
 
 def _plain(value: Any) -> Any:

@@ -68,6 +68,17 @@ WINDOWS: Final[Mapping[str, timedelta]] = {
 }
 # Only these fields of an event are kept: enough to rebuild every clock, never any text.
 _KEPT_FIELDS: Final = ("department", "priority", "reason", "from_department", "handoff_count")
+
+
+def _kept(event: Event) -> dict[str, Any]:
+    kept = {k: event.data[k] for k in _KEPT_FIELDS if event.data.get(k) is not None}
+    # A routing's reason is the router's (rule, forward, default); a cancel's or a reopen's
+    # is the agent's own words, which no clock needs: those are not stored.
+    if event.type != "request.routed":
+        kept.pop("reason", None)
+    return kept
+
+
 BigInt = Integer().with_variant(BigInteger(), "postgresql")
 # Ids per IN (...) list: a recompute or a large batch is looked up in pieces of this size.
 _IN_LIST_MAX: Final = 1000
@@ -210,9 +221,7 @@ class SlaStore:
                         "request_id": e.request_id,
                         "type": e.type,
                         "occurred_at": e.occurred_at,
-                        "data": json.dumps(
-                            {k: e.data[k] for k in _KEPT_FIELDS if e.data.get(k) is not None}
-                        ),
+                        "data": json.dumps(_kept(e)),
                     }
                     for e in clock_events
                 ],
