@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import amqp
 
+from kcc_shared.privacy import redact_bsn
 from kcc_shared.publisher import (
     Outgoing,
     Publisher,
@@ -321,7 +322,9 @@ def parked(message: Any, *, reason: str, queue: str, now: datetime) -> Outgoing:
         body=body,
         exchange=DEAD_EXCHANGE,
         headers={
-            DEAD_REASON_HEADER: reason[:REASON_MAX],
+            # A reason may quote what was wrong with the message (a field name, a value): the
+            # header is on the wire and in `kcc dead-letters list`, so it carries no BSN.
+            DEAD_REASON_HEADER: redact_bsn(reason[:REASON_MAX])[0],
             DEAD_QUEUE_HEADER: queue,
             DEAD_ROUTING_KEY_HEADER: routing_key,
             DEAD_AT_HEADER: now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
