@@ -57,6 +57,14 @@ class Config:
             "The organisation YAML (departments, calendars, rules); default: the shipped example.",
         ),
     )
+    routing_model: str | None = field(
+        default=None,
+        metadata=_doc(
+            "KCC_ROUTING_MODEL",
+            "The router's model file (kcc router train); reloaded when it changes. "
+            "Unset: the rules decide alone.",
+        ),
+    )
     log_level: str = field(
         default="INFO", metadata=_doc("KCC_LOG_LEVEL", "DEBUG/INFO/WARNING/ERROR.")
     )
@@ -216,6 +224,8 @@ class Config:
             problems.append("KCC_BROKER_URL: must be an amqp://, amqps:// or memory:// URL")
         if self.organisation_file is not None and not Path(self.organisation_file).is_file():
             problems.append(f"KCC_ORGANISATION_FILE: no such file: {self.organisation_file}")
+        if self.routing_model is not None and not Path(self.routing_model).is_file():
+            problems.append(f"KCC_ROUTING_MODEL: no such file: {self.routing_model}")
         if self.log_level not in LOG_LEVELS:
             problems.append(f"KCC_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in LOG_FORMATS:
@@ -292,6 +302,7 @@ _CASTS: Final[Mapping[str, Callable[[str], Any]]] = {
     "auth_database_url": _plain,
     "broker_url": _plain,
     "organisation_file": _plain,
+    "routing_model": _plain,
     "log_level": _upper,
     "log_format": _lower,
     "publish_timeout": _number(float),

@@ -19,7 +19,12 @@ PRIORITIES: Final = ("urgent", "high", "normal", "low")
 CHANNELS: Final = ("phone", "email", "chat", "counter", "app", "letter", "social")
 ACTOR_KINDS: Final = ("agent", "staff", "system")
 CLOCKS: Final = ("first_response", "resolution")
-ROUTE_REASONS: Final = ("category", "rule", "fallback", "forward")
+ROUTE_REASONS: Final = ("category", "rule", "model", "fallback", "forward")
+# Who chose the department of a routed event: the rules, the agent's category, the model, nobody
+# (fallback: triage chooses), or staff who named the target of a forward.
+DECIDERS: Final = ("rule", "category", "model", "fallback", "staff")
+EXPLANATION_MAX_LENGTH: Final = 1000
+SIMILAR_MAX: Final = 3
 
 QUESTION_MAX_LENGTH: Final = 4000
 TEXT_MAX_LENGTH: Final = 8000
@@ -92,6 +97,22 @@ class RoutedSchema(_Strict):
     priority = fields.String(required=True, validate=validate.OneOf(PRIORITIES))
     handoff_count = fields.Integer(required=True, validate=validate.Range(min=0))
     matched = fields.List(fields.String(), load_default=list)
+    # Why, for people (Dutch), and with what certainty; absent in events of older routers.
+    decider = fields.String(
+        load_default=None, allow_none=True, validate=validate.OneOf(DECIDERS)
+    )
+    model_version = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(min=1, max=ID_MAX_LENGTH)
+    )
+    confidence = fields.Float(
+        load_default=None, allow_none=True, validate=validate.Range(min=0.0, max=1.0)
+    )
+    explanation = _text(EXPLANATION_MAX_LENGTH, required=False)
+    similar = fields.List(
+        fields.String(validate=validate.Length(min=1, max=QUESTION_MAX_LENGTH)),
+        load_default=list,
+        validate=validate.Length(max=SIMILAR_MAX),
+    )
     first_response_due = fields.AwareDateTime(required=True, default_timezone=UTC)
     resolution_due = fields.AwareDateTime(required=True, default_timezone=UTC)
 

@@ -145,6 +145,10 @@ class RuleSpec:
     unless: tuple[str, ...] = ()
     priority: PriorityChange | None = None
     description: str | None = None
+    # A policy rule always decides when it matches, whatever the model thinks ("a damage claim
+    # is juridische zaken, whatever street object it mentions"). Other rules may be overruled
+    # by a confident model (docs/routing.md).
+    policy: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,9 @@ class Organisation:
     categories: Mapping[str, Category]
     fallback_department: str
     rules: tuple[RuleSpec, ...]
+    # The organisation's labelled example questions (JSON Lines), from the optional top-level
+    # ``examples`` key, relative to the organisation file; what `kcc router train` learns from.
+    examples_file: Path | None = None
 
     def calendar_for(self, department_id: str) -> BusinessCalendar:
         """The business calendar a department's clocks run on."""
@@ -419,10 +426,16 @@ class _Reader:
             root,
             "the file",
             required=("version", "organisation", "calendars", "departments", "fallback_department"),
-            optional=("categories", "rules"),
+            optional=("categories", "rules", "examples"),
         )
         if top is None:
             return None
+
+        examples_file = None
+        if "examples" in top:
+            value = self.text(top["examples"], "examples")
+            if value is not None:
+                examples_file = Path(self.source).parent / value
 
         if "version" in top:
             node = top["version"]
@@ -486,6 +499,7 @@ class _Reader:
             departments=MappingProxyType({d_id: d for d_id, d in departments if d is not None}),
             categories=MappingProxyType(categories),
             fallback_department=fallback,
+            examples_file=examples_file,
             rules=tuple(rules),
         )
 
@@ -806,6 +820,7 @@ class _Reader:
                     "patterns",
                     "unless",
                     "priority",
+                    "policy",
                 ),
             )
             if fields is None or "id" not in fields:
@@ -893,6 +908,14 @@ class _Reader:
         if "priority" in fields:
             priority = self.priority_change(fields["priority"], what)
 
+        policy = False
+        if "policy" in fields:
+            node_policy = fields["policy"]
+            if node_policy.tag != "tag:yaml.org,2002:bool":
+                self.report(node_policy, f"{what}: policy must be true or false")
+            else:
+                policy = str(node_policy.value).lower() == "true"
+
         if not (rule_categories or words["keywords"] or words["phrases"] or patterns) and (
             len(self.problems) == before
         ):
@@ -913,6 +936,7 @@ class _Reader:
             unless=tuple(words["unless"]),
             priority=priority,
             description=description,
+            policy=policy,
         )
 
     def priority_change(self, node: Node, what: str) -> PriorityChange | None:

@@ -1,16 +1,25 @@
-"""The ``kcc rules`` commands: explain one routing decision, evaluate the rules on labelled data."""
+"""The ``kcc rules`` commands: explain one routing decision, evaluate the router on labelled data.
+
+Both decide exactly as the running router does: the organisation's rules, plus the routing model
+when one is given (``--model``, default ``KCC_ROUTING_MODEL``), combined by the same Decider.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import click
+from kcc_shared.examples import DatasetError, check_labels, read_labelled_file
 from kcc_shared.organisation import Organisation, OrganisationError, load_organisation
 from kcc_shared.privacy import redact_bsn
 
-from router.rules import DatasetError, Evaluation, RuleSet, evaluate, read_labelled
+from router.decision import Decider, Query
+from router.evaluation import Evaluation, Tally, evaluate
+from router.model import ModelError, RoutingModel
+from router.rules import RuleSet
 
 __all__ = ["rules_group"]
 
@@ -46,6 +55,29 @@ def _load(organisation_file: Path | None) -> Organisation:
         )
 
 
+_MODEL_OPTION = click.option(
+    "--model",
+    "model_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=lambda: os.environ.get("KCC_ROUTING_MODEL") or None,
+    help="Routing model file (default: KCC_ROUTING_MODEL; unset: the rules alone).",
+)
+_RULES_ONLY_OPTION = click.option(
+    "--rules-only", is_flag=True, help="Leave the model out: the rules decide alone."
+)
+
+
+def _decider(organisation: Organisation, model_file: Path | None, rules_only: bool) -> Decider:
+    model = None
+    if model_file is not None and not rules_only:
+        try:
+            model = RoutingModel.load(model_file)
+            return Decider(RuleSet.from_organisation(organisation), model)
+        except ModelError as exc:
+            _fail(f"Error: {exc}", EXIT_USAGE)
+    return Decider(RuleSet.from_organisation(organisation), model)
+
+
 def _known(values: Any) -> str:
     return ", ".join(sorted(values))
 
@@ -65,13 +97,17 @@ def rules_group() -> None:
     help="Route as if forwarded away from this department (repeatable).",
 )
 @_ORGANISATION_OPTION
+@_MODEL_OPTION
+@_RULES_ONLY_OPTION
 def explain_command(
     question: str,
     category: str | None,
     exclude: tuple[str, ...],
     organisation_file: Path | None,
+    model_file: Path | None,
+    rules_only: bool,
 ) -> None:
-    """Show which department QUESTION goes to, which rule decided and why."""
+    """Show which department QUESTION goes to, what both deciders said and why."""
     organisation = _load(organisation_file)
     if not question.strip():
         _fail("Error: the question is empty", EXIT_USAGE)
@@ -89,11 +125,24 @@ def explain_command(
                 EXIT_USAGE,
             )
 
-    ruleset = RuleSet.from_organisation(organisation)
+    decider = _decider(organisation, model_file, rules_only)
+    ruleset = decider.ruleset
+    query = Query(question, category, frozenset(exclude))
+    routed = decider.decide(query)
     explanation = ruleset.explain(question, category, frozenset(exclude))
     decision = explanation.decision
-    target = organisation.departments[decision.department]
-
+    target = organisation.departments[routed.department]
+    click.echo(f"{'department:':<15}{target.id} ({target.name})")
+    click.echo(f"{'decided by:':<15}{_DECIDERS[routed.reason]}")
+    click.echo(f"{'why (Dutch):':<15}{routed.explanation}")
+    for similar in routed.similar:
+        click.echo(f"{'':<15}- {_redacted(similar)}")
+    click.echo(
+        f"{'priority:':<15}"
+        + (str(routed.priority_change) if routed.priority_change else "unchanged")
+    )
+    click.echo("")
+    click.echo("the rules:")
     if decision.rule_id is not None:
         spec = ruleset.rule(decision.rule_id)
         line = f" (line {spec.line})" if spec is not None else ""
@@ -103,24 +152,44 @@ def explain_command(
     else:
         rule_text = "none: no rule matched; fallback department"
     rows = [
-        ("department", f"{target.id} ({target.name})"),
+        ("department", decision.department),
         ("rule", rule_text),
         ("reason", decision.reason),
         ("matched", "; ".join(decision.matched) or "-"),
-        ("priority", str(decision.priority_change) if decision.priority_change else "unchanged"),
         ("rules version", f"{decision.rules_version} ({organisation.source})"),
     ]
     for label, value in rows:
-        click.echo(f"{label + ':':<15}{value}")
+        click.echo(f"  {label + ':':<15}{value}")
 
     others = [t for t in explanation.trace if t.outcome != "decided"]
     if others:
-        click.echo("other rules that matched:")
+        click.echo("  other rules that matched:")
         for trace in others:
             detail = "; ".join(trace.matched)
             if trace.outcome == "vetoed":
                 detail += f" -- vetoed by {'; '.join(trace.vetoed_by)}"
-            click.echo(f"  {trace.rule_id} (line {trace.line}, {trace.outcome}): {detail}")
+            click.echo(f"    {trace.rule_id} (line {trace.line}, {trace.outcome}): {detail}")
+
+    click.echo("")
+    predictions = decider.predict([query])
+    if predictions is None:
+        click.echo("the model: none (--model or KCC_ROUTING_MODEL); the rules decide alone")
+        return
+    prediction = predictions[0]
+    click.echo(f"the model ({decider.model_version}):")
+    ranked = sorted(prediction.probabilities.items(), key=lambda item: -item[1])[:3]
+    for department, probability in ranked:
+        click.echo(f"  {department:<22}{probability:6.1%}")
+    if prediction.confidence == 0:
+        click.echo("  (no known words: the model has no opinion)")
+
+
+_DECIDERS: Final = {
+    "rule": "a rule",
+    "category": "the agent's category",
+    "model": "the model",
+    "fallback": "nobody: triage chooses",
+}
 
 
 @rules_group.command("eval")
@@ -129,36 +198,33 @@ def explain_command(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
 )
 @_ORGANISATION_OPTION
+@_MODEL_OPTION
+@_RULES_ONLY_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def eval_command(dataset: Path, organisation_file: Path | None, as_json: bool) -> None:
-    """Route every question in DATASET (JSON Lines with question, expected_department and
-    optional category) and report accuracy, wrong-department and triage rates."""
+def eval_command(
+    dataset: Path,
+    organisation_file: Path | None,
+    model_file: Path | None,
+    rules_only: bool,
+    as_json: bool,
+) -> None:
+    """Route every question in DATASET as the running router would and report right, wrong
+    department and triage: overall, per department, per decider, per style (when the file
+    has a `style` field), precision and recall, and the model threshold's trade-off.
+
+    DATASET is JSON Lines: question, department (or expected_department), optional id,
+    category and style.
+    """
     organisation = _load(organisation_file)
     try:
-        lines = dataset.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        _fail(f"Error: {dataset}: not UTF-8 text", EXIT_USAGE)
-    except OSError as exc:
-        _fail(f"Error: {dataset}: cannot read: {exc.strerror or exc}", EXIT_USAGE)
-    try:
-        rows = read_labelled(lines)
+        rows = read_labelled_file(dataset)
+        if not rows:
+            _fail(f"Error: {dataset}: no questions in the file", EXIT_USAGE)
+        # Labels must name real departments and categories, or the figures silently lie.
+        check_labels(rows, organisation.departments, organisation.categories, source=str(dataset))
     except DatasetError as exc:
-        _fail(f"Error: {dataset}:{exc.line}: {exc.message}", EXIT_USAGE)
-    if not rows:
-        _fail(f"Error: {dataset}: no questions in the file", EXIT_USAGE)
-
-    # Labels must name real departments and categories, or the figures silently lie.
-    for row in rows:
-        if row.expected_department not in organisation.departments:
-            _fail(
-                f"Error: {dataset}:{row.line}: unknown expected_department "
-                f"'{row.expected_department}'",
-                EXIT_USAGE,
-            )
-        if row.category is not None and row.category not in organisation.categories:
-            _fail(f"Error: {dataset}:{row.line}: unknown category '{row.category}'", EXIT_USAGE)
-
-    result = evaluate(RuleSet.from_organisation(organisation), rows)
+        _fail(f"Error: {exc}", EXIT_USAGE)
+    result = evaluate(_decider(organisation, model_file, rules_only), rows)
     if as_json:
         click.echo(json.dumps(_as_json(result, organisation), indent=2, ensure_ascii=False))
     else:
@@ -170,26 +236,42 @@ def _redacted(text: str) -> str:
     return redact_bsn(text)[0]
 
 
+def _figures(tally: Tally) -> dict[str, Any]:
+    return {
+        "total": tally.total,
+        "right": tally.right,
+        "wrong": tally.wrong,
+        "triaged": tally.triaged,
+        "accuracy": round(tally.accuracy, 4),
+        "wrong_rate": round(tally.wrong_rate, 4),
+        "triage_rate": round(tally.triage_rate, 4),
+    }
+
+
 def _as_json(result: Evaluation, organisation: Organisation) -> dict[str, Any]:
     return {
         "rules_version": result.rules_version,
+        "model_version": result.model_version,
         "organisation": organisation.source,
-        "total": result.total,
-        "right": result.right,
-        "wrong": result.wrong,
-        "triaged": result.triaged,
-        "accuracy": round(result.accuracy, 4),
-        "wrong_rate": round(result.wrong_rate, 4),
-        "triage_rate": round(result.triage_rate, 4),
-        "confusion": {expected: dict(got) for expected, got in result.confusion.items()},
+        **_figures(result.overall),
+        "by_department": {k: _figures(v) for k, v in result.by_department.items()},
+        "by_decider": {k: _figures(v) for k, v in result.by_decider.items()},
+        "by_style": {k: _figures(v) for k, v in result.by_style.items()},
+        "precision_recall": {
+            k: {"precision": round(p, 4), "recall": round(r, 4)}
+            for k, (p, r) in result.precision_recall.items()
+        },
+        "threshold_curve": [{"threshold": t, **_figures(v)} for t, v in result.curve],
+        "confusion": result.confusion,
         "misses": [
             {
                 "id": miss.question.id,
-                "expected": miss.question.expected_department,
+                "expected": miss.question.department,
                 "got": miss.decision.department,
+                "decider": miss.decision.reason,
                 "rule_id": miss.decision.rule_id,
-                "reason": miss.decision.reason,
-                "matched": list(miss.decision.matched),
+                "confidence": miss.decision.confidence,
+                "style": miss.question.style,
                 "question": _redacted(miss.question.question),
             }
             for miss in result.misses
@@ -197,25 +279,44 @@ def _as_json(result: Evaluation, organisation: Organisation) -> dict[str, Any]:
     }
 
 
+def _line(label: str, tally: Tally, width: int = 18) -> str:
+    return (
+        f"  {label:<{width}}{tally.total:>5}  right {tally.accuracy:6.1%}  "
+        f"wrong {tally.wrong_rate:6.1%}  triage {tally.triage_rate:6.1%}"
+    )
+
+
 def _print_text(result: Evaluation, organisation: Organisation) -> None:
-    def line(label: str, count: int, rate: float) -> str:
-        return f"{label:<18}{count:>5}  {rate:6.1%}"
-
-    click.echo(f"rules version {result.rules_version} ({organisation.source})")
-    click.echo(f"{'questions':<18}{result.total:>5}")
-    click.echo(line("right department", result.right, result.accuracy))
-    click.echo(line("wrong department", result.wrong, result.wrong_rate))
-    click.echo(line("triage", result.triaged, result.triage_rate))
-
+    overall = result.overall
+    click.echo(
+        f"rules version {result.rules_version} ({organisation.source}); "
+        f"model {result.model_version or 'none (the rules alone)'}"
+    )
+    click.echo(f"{'questions':<18}{overall.total:>5}")
+    click.echo(f"{'right department':<18}{overall.right:>5}  {overall.accuracy:6.1%}")
+    click.echo(f"{'wrong department':<18}{overall.wrong:>5}  {overall.wrong_rate:6.1%}")
+    click.echo(f"{'triage':<18}{overall.triaged:>5}  {overall.triage_rate:6.1%}")
+    sections = [
+        ("per style", result.by_style),
+        ("per decider", result.by_decider),
+        ("per expected department", result.by_department),
+    ]
+    for title, groups in sections:
+        if groups:
+            click.echo("")
+            click.echo(f"{title}:")
+            width = max(18, *(len(k) + 2 for k in groups))
+            for name, tally in groups.items():
+                click.echo(_line(name, tally, width))
     click.echo("")
-    click.echo("confusion (expected -> got):")
-    width = max(len(expected) for expected in result.confusion)
-    for expected in sorted(result.confusion):
-        got = result.confusion[expected]
-        total = sum(got.values())
-        cells = ", ".join(f"{department} {count}" for department, count in got.items())
-        click.echo(f"  {expected:<{width}}  {total:>4}  -> {cells}")
-
+    click.echo("precision / recall per department:")
+    for department, (precision, recall) in result.precision_recall.items():
+        click.echo(f"  {department:<22}precision {precision:6.1%}  recall {recall:6.1%}")
+    if result.curve:
+        click.echo("")
+        click.echo("model threshold trade-off (the router runs at the policy's threshold):")
+        for threshold, tally in result.curve:
+            click.echo(_line(f"threshold {threshold:.1f}", tally))
     click.echo("")
     if not result.misses:
         click.echo("misses: none")
@@ -225,7 +326,7 @@ def _print_text(result: Evaluation, organisation: Organisation) -> None:
         decision = miss.decision
         how = f"rule {decision.rule_id}" if decision.rule_id else decision.reason
         click.echo(
-            f"  {miss.question.id}: expected {miss.question.expected_department}, "
+            f"  {miss.question.id}: expected {miss.question.department}, "
             f"got {decision.department} ({how})"
         )
         click.echo(f"    {_redacted(miss.question.question)}")

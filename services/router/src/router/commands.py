@@ -1,17 +1,29 @@
-"""The router's commands: `kcc router run`."""
+"""The router's commands: `kcc router run` and `kcc router train`."""
 
 from __future__ import annotations
 
 import logging
 import signal
+from collections import Counter
+from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 import click
 from kcc_shared.config import Config, ConfigError
+from kcc_shared.examples import DatasetError, check_labels, read_labelled_file
 from kcc_shared.health import HealthServer
 from kcc_shared.logging import configure_logging
 from kcc_shared.organisation import OrganisationError, load_organisation
+from kcc_shared.privacy import redact_bsn
 
+from router.model import (
+    MIN_EXAMPLES_PER_DEPARTMENT,
+    ModelError,
+    RoutingModel,
+    TrainingExample,
+    train,
+)
 from router.worker import RouterWorker
 
 __all__ = ["router_group"]
@@ -49,10 +61,21 @@ def run() -> None:
             click.echo(f"  {problem}", err=True)
         raise click.exceptions.Exit(EXIT_CONFIG) from None
 
+    model = None
+    if config.routing_model is not None:
+        try:
+            model = RoutingModel.load(config.routing_model)
+            model.check_departments(organisation.departments)
+        except ModelError as exc:
+            click.echo(f"router: the routing model cannot be used; not starting: {exc}", err=True)
+            raise click.exceptions.Exit(EXIT_CONFIG) from None
+
     worker = RouterWorker(
         config.broker_url,
         organisation,
         organisation_file=config.organisation_file,
+        model=model,
+        model_file=config.routing_model,
         prefetch=config.prefetch,
         publish_timeout=config.publish_timeout,
     )
@@ -76,6 +99,93 @@ def run() -> None:
         server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@router_group.command("train")
+@click.option(
+    "--file",
+    "organisation_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Organisation file (default: the packaged organisation); its `examples` are used.",
+)
+@click.option(
+    "--history",
+    "history_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Labelled history (kcc intake export-labelled); repeatable.",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The model file to write (replaced atomically; the router reloads it).",
+)
+def train_command(
+    organisation_file: Path | None, history_files: tuple[Path, ...], out: Path
+) -> None:
+    """Train the routing model on the organisation's example questions and its history.
+
+    Every label must name a department of the organisation file; questions labelled with the
+    fallback department are left out (triage is where the model sends what it is unsure of,
+    not something to learn). History text is redacted again before use. Nothing is written
+    when anything is wrong (exit 2).
+    """
+    try:
+        organisation = load_organisation(organisation_file)
+    except OrganisationError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        _fail("the organisation file is invalid; see `kcc config check`")
+    if organisation.examples_file is None:
+        _fail(f"{organisation.source}: has no `examples` file to train on")
+    sources = [(organisation.examples_file, "voorbeeld")]
+    sources += [(path, "historie") for path in history_files]
+    examples: list[TrainingExample] = []
+    for path, source in sources:
+        try:
+            rows = read_labelled_file(path)
+            check_labels(
+                rows,
+                organisation.departments,
+                organisation.categories,
+                source=str(path),
+                allow_bsn=source == "historie",
+            )
+        except DatasetError as exc:
+            _fail(str(exc))
+        for row in rows:
+            if row.department == organisation.fallback_department:
+                continue
+            question = redact_bsn(row.question)[0] if source == "historie" else row.question
+            examples.append(TrainingExample(row.id, question, row.department, source))
+    counts = Counter(e.department for e in examples)
+    try:
+        model = train(examples)
+    except ValueError as exc:
+        _fail(str(exc))
+    if not out.parent.is_dir():
+        _fail(f"{out}: the folder {out.parent} does not exist")
+    try:
+        model.save(out)
+    except OSError as exc:
+        _fail(f"{out}: cannot write the model: {exc.strerror or exc}")
+    click.echo(f"model {model.version} written to {out}")
+    by_source = ", ".join(f"{k} {v}" for k, v in Counter(e.source for e in examples).items())
+    click.echo(f"examples: {len(examples)} ({by_source})")
+    for department in sorted(organisation.departments):
+        if department == organisation.fallback_department:
+            continue
+        n = counts.get(department, 0)
+        note = "" if n >= MIN_EXAMPLES_PER_DEPARTMENT else "  (too few: the rules alone route here)"
+        click.echo(f"  {department:<22}{n:>6}{note}")
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    raise click.exceptions.Exit(EXIT_CONFIG)
 
 
 if __name__ == "__main__":  # `python -m router.commands run`, until the kcc command wires it

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Final
 
 from kcc_shared.events import SYSTEM, Event, derived_event_id
 
-from router.rules import Decision, RuleSet
+from router.decision import Decider, Query, RoutingDecision
 
 __all__ = [
     "DEFAULT_PRIORITY",
@@ -18,6 +18,7 @@ __all__ = [
     "NotRoutable",
     "UnknownDepartment",
     "dispatch",
+    "query_for",
 ]
 
 # The purpose string of derived_event_id: the routed event's id is uuid5(input id, this), so a
@@ -60,21 +61,49 @@ class NoForwardTarget(DispatchRefused):
     code = "no_forward_target"
 
 
-def dispatch(event: Event, ruleset: RuleSet, *, now: datetime) -> Event:
+def query_for(event: Event) -> Query | None:
+    """What the deciders must decide for this event, or None when nothing is to decide (a
+    forward that names its target or carries no question; another event type)."""
+    data = event.data
+    if event.type == "request.submitted":
+        return Query(data["question"], data.get("category"))
+    if event.type == "request.reroute_requested":
+        target = data.get("to_department")
+        if target is not None and target != data["from_department"]:
+            return None
+        question = data.get("question")
+        if question:
+            return Query(question, data.get("category"), frozenset({data["from_department"]}))
+    return None
+
+
+def dispatch(
+    event: Event,
+    decider: Decider,
+    *,
+    now: datetime,
+    decision: RoutingDecision | None = None,
+) -> Event:
     """The request.routed event for a request.submitted or request.reroute_requested event.
 
-    The ruleset carries the organisation it was compiled from, so rules, departments and
-    calendars always agree. `now` becomes the routed event's occurred_at; its id is derived
-    from the input's, and the due times run from the input's occurred_at in the target
-    department's business calendar. Raises a DispatchRefused subclass when it cannot route.
+    The decider carries the organisation its rules were compiled from, so rules, departments
+    and calendars always agree. ``decision`` is the decider's answer to ``query_for(event)``
+    when the caller decided a whole batch at once; without it the decider is asked here.
+    ``now`` becomes the routed event's occurred_at; its id is derived from the input's, and the
+    due times run from the input's occurred_at in the target department's business calendar.
+    Raises a DispatchRefused subclass when it cannot route.
     """
+    if decision is None:
+        query = query_for(event)
+        decision = decider.decide(query) if query is not None else None
     if event.type == "request.submitted":
-        data = _submitted(event.data, ruleset)
+        assert decision is not None
+        data = _submitted(event.data, decision, decider)
     elif event.type == "request.reroute_requested":
-        data = _rerouted(event.data, ruleset)
+        data = _rerouted(event.data, decision, decider)
     else:
         raise NotRoutable(f"the router does not route {event.type} events")
-    organisation = ruleset.organisation
+    organisation = decider.organisation
     department = data["department"]
     target = organisation.sla_for(department, data["priority"])
     calendar = organisation.calendar_for(department)
@@ -97,69 +126,101 @@ def dispatch(event: Event, ruleset: RuleSet, *, now: datetime) -> Event:
     )
 
 
-def _submitted(data: Mapping[str, Any], ruleset: RuleSet) -> dict[str, Any]:
-    decision = ruleset.route(data["question"], data.get("category"))
-    _check_known(decision.department, ruleset)
+def _submitted(
+    data: Mapping[str, Any], decision: RoutingDecision, decider: Decider
+) -> dict[str, Any]:
+    _check_known(decision.department, decider)
     return _from_decision(decision, data["priority"], handoff_count=0, from_department=None)
 
 
-def _rerouted(data: Mapping[str, Any], ruleset: RuleSet) -> dict[str, Any]:
-    departments = ruleset.organisation.departments
+def _rerouted(
+    data: Mapping[str, Any], decision: RoutingDecision | None, decider: Decider
+) -> dict[str, Any]:
+    organisation = decider.organisation
     from_department: str = data["from_department"]
     to_department: str | None = data.get("to_department")
     priority: str = data.get("priority") or DEFAULT_PRIORITY
     handoff_count = (data.get("handoff_count") or 0) + 1
 
     if to_department is not None and to_department != from_department:
-        if to_department not in departments:
+        if to_department not in organisation.departments:
             raise UnknownDepartment(
                 f"forward from {from_department} to unknown department {to_department!r}"
             )
-        return {
-            "department": to_department,
-            "from_department": from_department,
-            "rule_id": None,
-            "rules_version": ruleset.version,
-            "reason": "forward",
-            "priority": priority,
-            "handoff_count": handoff_count,
-            "matched": [],
-        }
+        return _forward(
+            to_department,
+            from_department,
+            priority,
+            handoff_count,
+            decider,
+            decider_name="staff",
+            explanation=(
+                f"Doorgestuurd door {_name(from_department, decider)} naar "
+                f"{_name(to_department, decider)}"
+            ),
+        )
 
-    # No usable target: let the rules pick, skipping the department that gave it away.
-    question = data.get("question")
-    if question:
-        decision = ruleset.route(question, data.get("category"), frozenset({from_department}))
-        department = decision.department
-    else:
-        decision, department = None, ruleset.organisation.fallback_department
+    # No usable target: the deciders pick, skipping the department that gave it away.
+    department = decision.department if decision is not None else organisation.fallback_department
     if department == from_department:
         # Only the fallback department can come back here (the rules never exclude it).
         raise NoForwardTarget(
             f"forward from {from_department} names no other department and no rule matches "
             "another one; forward with a to_department"
         )
-    _check_known(department, ruleset)
+    _check_known(department, decider)
     if decision is None:
-        return {
-            "department": department,
-            "from_department": from_department,
-            "rule_id": None,
-            "rules_version": ruleset.version,
-            "reason": "forward",
-            "priority": priority,
-            "handoff_count": handoff_count,
-            "matched": [],
-        }
+        return _forward(
+            department,
+            from_department,
+            priority,
+            handoff_count,
+            decider,
+            decider_name="fallback",
+            explanation=(
+                f"Doorgestuurd door {_name(from_department, decider)} zonder vraagtekst; "
+                f"{_name(department, decider)} kiest de afdeling"
+            ),
+        )
     routed = _from_decision(
         decision, priority, handoff_count=handoff_count, from_department=from_department
     )
     routed["reason"] = "forward"
+    routed["explanation"] = (
+        f"Doorgestuurd door {_name(from_department, decider)}. {decision.explanation}"
+    )
     return routed
 
 
+def _forward(
+    department: str,
+    from_department: str,
+    priority: str,
+    handoff_count: int,
+    decider: Decider,
+    *,
+    decider_name: str,
+    explanation: str,
+) -> dict[str, Any]:
+    return {
+        "department": department,
+        "from_department": from_department,
+        "rule_id": None,
+        "rules_version": decider.ruleset.version,
+        "reason": "forward",
+        "decider": decider_name,
+        "model_version": decider.model_version,
+        "confidence": None,
+        "explanation": explanation,
+        "similar": [],
+        "priority": priority,
+        "handoff_count": handoff_count,
+        "matched": [],
+    }
+
+
 def _from_decision(
-    decision: Decision, priority: str, *, handoff_count: int, from_department: str | None
+    decision: RoutingDecision, priority: str, *, handoff_count: int, from_department: str | None
 ) -> dict[str, Any]:
     return {
         "department": decision.department,
@@ -167,12 +228,22 @@ def _from_decision(
         "rule_id": decision.rule_id,
         "rules_version": decision.rules_version,
         "reason": decision.reason,
+        "decider": decision.reason,
+        "model_version": decision.model_version,
+        "confidence": decision.confidence,
+        "explanation": decision.explanation,
+        "similar": list(decision.similar),
         "priority": decision.apply_priority(priority),
         "handoff_count": handoff_count,
         "matched": list(decision.matched),
     }
 
 
-def _check_known(department: str, ruleset: RuleSet) -> None:
-    if department not in ruleset.organisation.departments:
+def _name(department: str, decider: Decider) -> str:
+    known = decider.organisation.departments.get(department)
+    return known.name if known is not None else department
+
+
+def _check_known(department: str, decider: Decider) -> None:
+    if department not in decider.organisation.departments:
         raise UnknownDepartment(f"the rules chose unknown department {department!r}")

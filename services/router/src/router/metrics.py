@@ -10,11 +10,14 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "BATCH_FAILURES",
     "MESSAGES_CONSUMED",
+    "MODEL_RELOADS",
+    "MODEL_VERSION",
     "REQUESTS_ROUTED",
     "ROUTE_SECONDS",
     "RULES_RELOADS",
     "RULES_VERSION",
     "SERVICE",
+    "set_model_version",
     "set_rules_version",
 ]
 
@@ -23,7 +26,7 @@ SERVICE: Final = "router"
 REQUESTS_ROUTED = Counter(
     "kcc_requests_routed_total",
     "Routed events confirmed by the broker, by target department and reason "
-    "(category, rule, fallback, forward).",
+    "(category, rule, model, fallback, forward).",
     ["department", "reason"],
 )
 # Wall clock from the submitted event's occurred_at to its routed event's confirm: the outbox
@@ -45,18 +48,37 @@ RULES_RELOADS = Counter(
     "failed (queues could not be declared; retried).",
     ["outcome"],
 )
+MODEL_VERSION = Gauge(
+    "kcc_routing_model_version_info",
+    "1 for the routing model version this router decides with ('none': the rules alone).",
+    ["version"],
+)
+MODEL_RELOADS = Counter(
+    "kcc_router_model_reloads_total",
+    "Routing model file changes seen: applied, or rejected (unreadable, corrupt or not fitting "
+    "the organisation; the model in force stays).",
+    ["outcome"],
+)
 BATCH_FAILURES = Counter(
     "kcc_router_batch_failures_total",
     "Batches whose publish failed (broker unreachable, no confirm in time); inputs requeued.",
 )
 
-_current_version: list[str] = []
+_current: dict[Gauge, str] = {}
+
+
+def _set_info(gauge: Gauge, version: str) -> None:
+    """Point an info gauge at `version`, dropping the series of the one it replaces."""
+    old = _current.get(gauge)
+    if old is not None and old != version:
+        gauge.remove(old)
+    _current[gauge] = version
+    gauge.labels(version).set(1)
 
 
 def set_rules_version(version: str) -> None:
-    """Point the info gauge at `version`, dropping the series of the one it replaces."""
-    for old in _current_version:
-        if old != version:
-            RULES_VERSION.remove(old)
-    _current_version[:] = [version]
-    RULES_VERSION.labels(version).set(1)
+    _set_info(RULES_VERSION, version)
+
+
+def set_model_version(version: str | None) -> None:
+    _set_info(MODEL_VERSION, version or "none")

@@ -1,14 +1,10 @@
-"""Routing rules: normalise a question, find the first matching rule, explain and evaluate it."""
+"""Routing rules: find the rules that match a question, in file order, and explain them."""
 
 from __future__ import annotations
 
-import json
 import re
-import unicodedata
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from kcc_shared.organisation import (
@@ -19,20 +15,16 @@ from kcc_shared.organisation import (
     RuleSpec,
 )
 
+from router.text import normalise, tokens, word_forms
+
 __all__ = [
     "COMPOUND_MIN_LENGTH",
     "COMPOUND_MIN_PART",
-    "DatasetError",
     "Decision",
-    "Evaluation",
     "Explanation",
-    "LabelledQuestion",
-    "Miss",
     "RuleSet",
     "RuleTrace",
-    "evaluate",
     "normalise",
-    "read_labelled",
     "tokens",
     "word_forms",
 ]
@@ -52,70 +44,6 @@ _NOT_A_COMPOUND_PART: Final = frozenset({"ont", "ver", "her", "mis"})
 # Tokens seen before are looked up in a cache; it is cleared when it grows past this size,
 # which bounds memory when questions contain many one-off words (names, numbers).
 _TOKEN_CACHE_LIMIT: Final = 50_000
-
-_WORD: Final = re.compile(r"[^\W_]+")
-# ASCII apostrophe, right and left single quotation marks, grave and acute accent.
-_APOSTROPHES: Final = re.compile("['\u2019\u2018`\u00b4]")
-_VOWELS: Final = frozenset("aeiouy")
-
-
-def normalise(text: str) -> str:
-    """Lowercase, accent-free words separated by single spaces: what patterns run over.
-
-    "ID-kaart kwijt, auto's & één paspoort" -> "id kaart kwijt autos een paspoort".
-    """
-    return " ".join(tokens(text))
-
-
-def tokens(text: str) -> list[str]:
-    """The words of a text, lowercase and without accents; apostrophes join (auto's -> autos)."""
-    if not text.isascii():
-        decomposed = unicodedata.normalize("NFKD", text)
-        text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return _WORD.findall(_APOSTROPHES.sub("", text.casefold()))
-
-
-def word_forms(word: str) -> frozenset[str]:
-    """A singular Dutch word with its plurals, diminutives and inflected adjective form.
-
-    paspoort -> paspoorten; container -> containers; tak -> takken; boom -> bomen;
-    straat -> straten; huis -> huizen; brief -> brieven; boete -> boeten; pas -> pasje, pasjes;
-    gevaarlijk -> gevaarlijke. Forms are over-generated on purpose (tak -> taken, too):
-    a form that is not real Dutch is harmless, since nobody writes it.
-    """
-    forms = {word}
-    if len(word) < 2:
-        return frozenset(forms)
-    forms.add(word + "s")  # containers, auto's (apostrophe already removed)
-    forms.add(word + "eren")  # kind -> kinderen
-    stems = {word}
-    last, prev = word[-1], word[-2]
-    before = word[-3] if len(word) >= 3 else ""
-    if last in _VOWELS:
-        if last == "e":
-            forms.add(word + "n")  # boete -> boeten
-    else:
-        if prev in "aeou" and before == prev:
-            stems.add(word[:-2] + last)  # a long vowel is written once in an open syllable
-        if prev in _VOWELS and before not in _VOWELS:
-            stems.add(word + last)  # after a short vowel the consonant doubles: tak -> takken
-        if word.endswith("heid"):
-            forms.add(word[:-4] + "heden")
-    for stem in list(stems):
-        if stem.endswith("f"):
-            stems.add(stem[:-1] + "v")  # brief -> brieven
-        elif stem.endswith("s"):
-            stems.add(stem[:-1] + "z")  # huis -> huizen
-    forms.update(stem + "en" for stem in stems)
-    if last not in _VOWELS:
-        # The inflected adjective: gevaarlijk -> gevaarlijke, losliggend -> losliggende.
-        forms.update(stem + "e" for stem in stems)
-    diminutives = {word + "je", word + "tje", word + "etje", word + last + "etje"}
-    if last == "m":
-        diminutives.add(word + "pje")  # boom -> boompje
-    forms.update(diminutives)
-    forms.update(d + "s" for d in diminutives)
-    return frozenset(forms)
 
 
 @dataclass(frozen=True)
@@ -449,6 +377,26 @@ class RuleSet:
                 return self._decide(rule, q)
         return self._without_rule(q, exclude)
 
+    def candidates(
+        self,
+        question: str,
+        category: str | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> list[Decision]:
+        """Every department a matching rule names, in file order, as the decision its first
+        rule would make (so ``candidates(...)[0] == route(...)``); the catalog or fallback
+        decision when no rule matches. A question about one topic with another as context
+        matches both; the decider lets the model choose between them."""
+        q = self._analyse(question, category)
+        found: dict[str, Decision] = {}
+        for rule in self._rules:
+            department = rule.spec.department
+            if department in exclude or department in found:
+                continue
+            if self._matches(rule, q) and not self._vetoed(rule, q):
+                found[department] = self._decide(rule, q)
+        return list(found.values()) or [self._without_rule(q, exclude)]
+
     def explain(
         self,
         question: str,
@@ -495,142 +443,3 @@ class RuleSet:
             if rule.spec.id == rule_id:
                 return rule.spec
         return None
-
-
-# -- evaluation ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LabelledQuestion:
-    """A question with the department it should go to."""
-
-    id: str
-    question: str
-    expected_department: str
-    category: str | None = None
-    line: int | None = None
-
-
-class DatasetError(ValueError):
-    """A labelled-questions file has a bad line."""
-
-    def __init__(self, line: int, message: str) -> None:
-        self.line = line
-        self.message = message
-        super().__init__(f"line {line}: {message}")
-
-
-def read_labelled(lines: Iterable[str]) -> list[LabelledQuestion]:
-    """Parse JSON Lines of ``{"id", "question", "expected_department", "category"?}``.
-
-    Blank lines are skipped; other fields (channel, ...) are ignored. Raises DatasetError.
-    """
-    rows: list[LabelledQuestion] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(number, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
-        if not isinstance(data, dict):
-            raise DatasetError(number, "expected a JSON object")
-        question = data.get("question")
-        expected = data.get("expected_department")
-        category = data.get("category")
-        row_id = data.get("id", f"line {number}")
-        if not isinstance(question, str) or not question.strip():
-            raise DatasetError(number, "'question' must be a non-empty string")
-        if not isinstance(expected, str) or not expected.strip():
-            raise DatasetError(number, "'expected_department' must be a non-empty string")
-        if category is not None and not isinstance(category, str):
-            raise DatasetError(number, "'category' must be a string or null")
-        if not isinstance(row_id, str | int):
-            raise DatasetError(number, "'id' must be a string")
-        rows.append(
-            LabelledQuestion(
-                id=str(row_id),
-                question=question,
-                expected_department=expected,
-                category=category or None,
-                line=number,
-            )
-        )
-    return rows
-
-
-@dataclass(frozen=True)
-class Miss:
-    """A labelled question that did not reach its expected department."""
-
-    question: LabelledQuestion
-    decision: Decision
-
-    @property
-    def triaged(self) -> bool:
-        return self.decision.reason == "fallback"
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """How the rules do on labelled questions.
-
-    ``wrong`` counts questions routed to a real department other than the expected one;
-    ``triaged`` counts questions that went to the fallback department (right or not).
-    """
-
-    rules_version: str
-    fallback_department: str
-    total: int
-    right: int
-    wrong: int
-    triaged: int
-    confusion: Mapping[str, Mapping[str, int]]
-    misses: tuple[Miss, ...] = field(default=())
-
-    @property
-    def accuracy(self) -> float:
-        return self.right / self.total if self.total else 0.0
-
-    @property
-    def wrong_rate(self) -> float:
-        return self.wrong / self.total if self.total else 0.0
-
-    @property
-    def triage_rate(self) -> float:
-        return self.triaged / self.total if self.total else 0.0
-
-
-def evaluate(ruleset: RuleSet, rows: Sequence[LabelledQuestion]) -> Evaluation:
-    """Route every labelled question and count right, wrong and triaged."""
-    fallback = ruleset.organisation.fallback_department
-    right = wrong = triaged = 0
-    confusion: dict[str, Counter[str]] = {}
-    misses: list[Miss] = []
-    for row in rows:
-        decision = ruleset.route(row.question, row.category)
-        got = decision.department
-        confusion.setdefault(row.expected_department, Counter())[got] += 1
-        if got == fallback:
-            triaged += 1
-        if got == row.expected_department:
-            right += 1
-            continue
-        if got != fallback:
-            wrong += 1
-        misses.append(Miss(question=row, decision=decision))
-    return Evaluation(
-        rules_version=ruleset.version,
-        fallback_department=fallback,
-        total=len(rows),
-        right=right,
-        wrong=wrong,
-        triaged=triaged,
-        confusion=MappingProxyType(
-            {
-                expected: MappingProxyType(dict(got.most_common()))
-                for expected, got in confusion.items()
-            }
-        ),
-        misses=tuple(misses),
-    )

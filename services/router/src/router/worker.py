@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import amqp
 from kcc_shared.deadletters import parked
-from kcc_shared.events import InvalidEvent, UnknownSchemaVersion, parse_event
+from kcc_shared.events import Event, InvalidEvent, UnknownSchemaVersion, parse_event
 from kcc_shared.organisation import Organisation, OrganisationError, load_organisation
 from kcc_shared.publisher import (
     Outgoing,
@@ -37,7 +37,9 @@ from kombu.message import Message
 from kombu.mixins import ConsumerMixin
 
 from router import metrics
-from router.dispatch import DispatchRefused, dispatch
+from router.decision import Decider, Query, RoutingDecision
+from router.dispatch import DispatchRefused, dispatch, query_for
+from router.model import ModelError, RoutingModel
 from router.rules import RuleSet
 
 __all__ = ["WORK_QUEUE", "NotReady", "RouterWorker", "WorkerStopped"]
@@ -101,6 +103,8 @@ class RouterWorker(ConsumerMixin):
         organisation: Organisation,
         *,
         organisation_file: str | Path | None = None,
+        model: RoutingModel | None = None,
+        model_file: str | Path | None = None,
         prefetch: int = 200,
         publish_timeout: float = 5.0,
         batch_size: int | None = None,
@@ -125,9 +129,12 @@ class RouterWorker(ConsumerMixin):
         # Short-lived, bounded connections for the publisher and for declaring queues.
         self._connection_factory = connection_factory(broker_url, timeout=publish_timeout)
         self._organisation = organisation
-        self._ruleset = RuleSet.from_organisation(organisation)
+        # The rules and the model, swapped together on a reload so a batch sees one pair.
+        self._decider = Decider(RuleSet.from_organisation(organisation), model)
         self._watch = Path(organisation_file) if organisation_file is not None else None
-        self._seen_hash = self._file_hash() if self._watch is not None else None
+        self._seen_hash = _file_hash(self._watch)
+        self._model_watch = Path(model_file) if model_file is not None else None
+        self._seen_model_hash = _file_hash(self._model_watch)
         self._next_reload_check = 0.0
         # Its own connection: a confirm wait on the consumer's would re-enter our callbacks.
         self._publisher = publisher or Publisher(
@@ -146,12 +153,17 @@ class RouterWorker(ConsumerMixin):
         self._reloads: Counter[str] = Counter()
         self._reloaded = threading.Condition()
         metrics.set_rules_version(organisation.version)
+        metrics.set_model_version(self._decider.model_version)
 
     # -- what others may look at ---------------------------------------------------------------
 
     @property
     def rules_version(self) -> str:
-        return self._ruleset.version
+        return self._decider.ruleset.version
+
+    @property
+    def model_version(self) -> str | None:
+        return self._decider.model_version
 
     @property
     def organisation(self) -> Organisation:
@@ -189,7 +201,7 @@ class RouterWorker(ConsumerMixin):
                 raise NotReady("the consume loop is not running")
 
         def rules() -> None:
-            if not self._ruleset.version:
+            if not self._decider.ruleset.version:
                 raise NotReady("no rules loaded")
 
         return {"broker": broker, "consumer": consumer, "rules": rules}
@@ -213,6 +225,7 @@ class RouterWorker(ConsumerMixin):
             "router_started",
             extra={
                 "rules_version": self.rules_version,
+                "model_version": self.model_version,
                 "departments": len(self._organisation.departments),
                 "batch_size": self.batch_size,
                 "prefetch": self.prefetch,
@@ -360,8 +373,7 @@ class RouterWorker(ConsumerMixin):
         """Route the collected batch, settle the one before it, then send this one."""
         deliveries, self._pending = self._pending, []
         now = self._clock()
-        for delivery in deliveries:
-            self._decide(delivery, now)
+        self._decide_all(deliveries, now)
         # The previous batch's confirms have been arriving while this one was routed.
         if not self.settle():
             # Its publish failed: the broker is in trouble, so this batch goes back too.
@@ -432,22 +444,52 @@ class RouterWorker(ConsumerMixin):
             len(deliveries)
         )
 
-    def _decide(self, delivery: _Delivery, now: datetime) -> None:
+    def _decide_all(self, deliveries: list[_Delivery], now: datetime) -> None:
+        """Parse every message, let the deciders decide the batch at once (the model reads all
+        questions in one pass), then build each routed event or park what cannot be routed."""
+        events: list[tuple[_Delivery, Event]] = []
+        for delivery in deliveries:
+            event = self._parse(delivery, now)
+            if event is not None:
+                events.append((delivery, event))
+        queries: list[Query] = []
+        asking: list[int] = []
+        for index, (_delivery, event) in enumerate(events):
+            query = query_for(event)
+            if query is not None:
+                queries.append(query)
+                asking.append(index)
+        decisions: dict[int, RoutingDecision] = {}
+        try:
+            decisions = dict(zip(asking, self._decider.decide_many(queries), strict=True))
+        except Exception:  # a bug must not stop routing: decide each message on its own below
+            log.exception("batch_decide_failed", extra={"messages": len(queries)})
+        for index, (delivery, event) in enumerate(events):
+            self._route(delivery, event, decisions.get(index), now)
+
+    def _parse(self, delivery: _Delivery, now: datetime) -> Event | None:
         message = delivery.message
         if delivery.decode_error is not None:
             self._park(delivery, f"undecodable: {delivery.decode_error}", now)
-            return
+            return None
         try:
             if not isinstance(delivery.body, dict):
                 raise InvalidEvent(
                     f"body is not a JSON object (content type {message.content_type!r})"
                 )
-            event = parse_event(delivery.body)
-            routed = dispatch(event, self._ruleset, now=now)
+            return parse_event(delivery.body)
         except UnknownSchemaVersion as exc:
             self._park(delivery, f"unknown_schema_version: {exc.reason}", now)
         except InvalidEvent as exc:
             self._park(delivery, f"invalid_event: {exc.reason}", now)
+        return None
+
+    def _route(
+        self, delivery: _Delivery, event: Event, decision: RoutingDecision | None, now: datetime
+    ) -> None:
+        message = delivery.message
+        try:
+            routed = dispatch(event, self._decider, now=now, decision=decision)
         except DispatchRefused as exc:
             self._park(delivery, exc.reason, now)
         except Exception:  # a bug must not stop routing for everyone: retry, then the DLX
@@ -549,22 +591,44 @@ class RouterWorker(ConsumerMixin):
         finally:
             connection.release()
 
-    def _file_hash(self) -> str | None:
-        assert self._watch is not None
-        try:
-            return hashlib.sha256(self._watch.read_bytes()).hexdigest()
-        except OSError:
-            return None
-
     def _maybe_reload(self, now: float) -> None:
-        if self._watch is None or now < self._next_reload_check:
+        if now < self._next_reload_check:
             return
         self._next_reload_check = now + self.reload_interval
-        digest = self._file_hash()
-        if digest is None or digest == self._seen_hash:
-            # A missing file (mid-replace, or deleted) keeps the rules in force.
-            return
-        self.reload(digest)
+        # A missing file (mid-replace, or deleted) keeps the rules and the model in force.
+        digest = _file_hash(self._watch)
+        if digest is not None and digest != self._seen_hash:
+            self.reload(digest)
+        model_digest = _file_hash(self._model_watch)
+        if model_digest is not None and model_digest != self._seen_model_hash:
+            self.reload_model(model_digest)
+
+    def reload_model(self, digest: str | None = None) -> bool:
+        """Load the model file again; swap it in only if it is readable and fits the rules."""
+        assert self._model_watch is not None
+        self._seen_model_hash = digest
+        try:
+            model = RoutingModel.load(self._model_watch)
+            decider = Decider(self._decider.ruleset, model, self._decider.policy)
+        except ModelError as exc:
+            metrics.MODEL_RELOADS.labels("rejected").inc()
+            self._reloaded_with("model_rejected")
+            log.error(
+                "model_reload_rejected",
+                extra={
+                    "file": str(self._model_watch),
+                    "problem": str(exc)[:_DETAIL_MAX],
+                    "model_version": self.model_version,
+                },
+            )
+            return False
+        old = self.model_version
+        self._decider = decider
+        metrics.set_model_version(model.version)
+        metrics.MODEL_RELOADS.labels("applied").inc()
+        log.info("model_reloaded", extra={"model_version": model.version, "previous_version": old})
+        self._reloaded_with("model_applied")
+        return True
 
     def reload(self, digest: str | None = None) -> bool:
         """Load the organisation file again; swap the rules only if it is valid and declared."""
@@ -596,9 +660,27 @@ class RouterWorker(ConsumerMixin):
                 extra={"error": f"{type(exc).__name__}: {exc}"[:_DETAIL_MAX]},
             )
             return False
+        try:
+            decider = Decider(
+                RuleSet.from_organisation(organisation), self._decider.model, self._decider.policy
+            )
+        except ModelError as exc:
+            # The new organisation lost a department the model routes to: keep both as they are.
+            self._seen_hash = digest
+            metrics.RULES_RELOADS.labels("rejected").inc()
+            self._reloaded_with("rejected")
+            log.error(
+                "rules_reload_rejected",
+                extra={
+                    "file": str(self._watch),
+                    "problems": [str(exc)[:_DETAIL_MAX]],
+                    "rules_version": self.rules_version,
+                },
+            )
+            return False
         old = self.rules_version
         self._organisation = organisation
-        self._ruleset = RuleSet.from_organisation(organisation)
+        self._decider = decider
         self._seen_hash = digest
         metrics.set_rules_version(organisation.version)
         metrics.RULES_RELOADS.labels("applied").inc()
@@ -628,3 +710,13 @@ class RouterWorker(ConsumerMixin):
         deadline = time.monotonic() + seconds
         while not self.should_stop and (left := deadline - time.monotonic()) > 0:
             time.sleep(min(left, 0.1))
+
+
+def _file_hash(path: Path | None) -> str | None:
+    """The SHA-256 of a watched file; None without a file or when it cannot be read now."""
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None

@@ -1,0 +1,341 @@
+"""One decision from two deciders: the organisation's rules and the learned model.
+
+How they combine (measured in docs/routing.md, on data the model never saw):
+
+1. The first matching rule is a **policy rule**: it decides ("a damage claim is juridische
+   zaken, whatever street object it mentions").
+2. Rules of one or more departments match (or the agent chose a category): the model chooses
+   among those departments, the one it finds most likely. A question about one topic with
+   another as context ("net verhuisd, hoe krijg ik een parkeervergunning?") matches both, and a
+   keyword hit on the context was the main source of wrong departments. Only when the model is
+   sure of a department no rule named (``override`` or more) and gives the rules' best at most
+   ``doubt``, the model decides; when it prefers such a department and gives the rules' best
+   less than ``dispute``, the two disagree too much and a person in triage decides.
+3. No rule: the model decides when it is sure enough (``threshold`` or more); below that the
+   question goes to triage, where a person chooses (triage costs less than a wrong department).
+   These questions, and English ones, are also read by the model's sentence head.
+
+Without a model, the rules decide alone, exactly as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from kcc_shared.organisation import PRIORITIES, Organisation, Priority, PriorityChange
+
+from router.model import Prediction, RoutingModel
+from router.rules import Decision as RuleDecision
+from router.rules import RuleSet
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "Decider",
+    "Policy",
+    "Query",
+    "RoutingDecision",
+]
+
+Reason = Literal["rule", "category", "model", "fallback"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The confidence thresholds of the combination (fractions, 0..1)."""
+
+    # The model decides a question no rule recognised from this confidence up.
+    threshold: float = 0.4
+    # The model overrules the rules from this confidence up ...
+    override: float = 0.6
+    # ... when it gives the best department the rules named at most this probability.
+    doubt: float = 0.2
+    # When the model's favourite is a department no rule named and it gives the rules' best
+    # less than this, rules and model disagree too much: triage, a person decides.
+    dispute: float = 0.2
+
+
+DEFAULT_POLICY: Final = Policy()
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to decide: the question, the agent's category, departments to skip (a forward)."""
+
+    question: str
+    category: str | None = None
+    exclude: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """Where a question goes, which decider chose it, how sure, and why in Dutch."""
+
+    department: str
+    reason: Reason
+    rule_id: str | None
+    matched: tuple[str, ...]
+    priority_change: PriorityChange | None
+    rules_version: str
+    model_version: str | None
+    # The model's probability for the chosen department (None without a model).
+    confidence: float | None
+    # For people, in Dutch: "Regel voor Parkeren: de vraag noemt 'parkeervergunning'".
+    explanation: str
+    # Up to three curated example questions of the chosen department close to this one.
+    similar: tuple[str, ...] = field(default=())
+
+    def apply_priority(self, current: str) -> Priority:
+        """The request's priority after this decision (unchanged when no rule changes it)."""
+        if self.priority_change is not None:
+            return self.priority_change.apply(current)
+        for priority in PRIORITIES:
+            if priority == current:
+                return priority
+        raise ValueError(f"unknown priority {current!r}; expected one of {', '.join(PRIORITIES)}")
+
+
+def _percent(value: float) -> str:
+    return f"{round(value * 100)} %"
+
+
+class Decider:
+    """The rules and (optionally) a model, combined by a policy; stateless per question."""
+
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        model: RoutingModel | None = None,
+        policy: Policy = DEFAULT_POLICY,
+    ) -> None:
+        if model is not None:
+            model.check_departments(ruleset.organisation.departments)
+        self.ruleset = ruleset
+        self.model = model
+        self.policy = policy
+
+    @property
+    def organisation(self) -> Organisation:
+        return self.ruleset.organisation
+
+    @property
+    def model_version(self) -> str | None:
+        return self.model.version if self.model is not None else None
+
+    def decide(self, query: Query) -> RoutingDecision:
+        return self.decide_many([query])[0]
+
+    def decide_many(
+        self, queries: Sequence[Query], predictions: Sequence[Prediction] | None = None
+    ) -> list[RoutingDecision]:
+        """Decide a batch: the model reads all questions in one pass. ``predictions`` reuses
+        the model's answers for the same questions (evaluation tries several policies)."""
+        candidates = [self.ruleset.candidates(q.question, q.category, q.exclude) for q in queries]
+        if self.model is None:
+            return [self._by_rules(found[0], None) for found in candidates]
+        if predictions is None:
+            # The sentence head reads what no rule recognised (English questions always).
+            deep = [found[0].reason == "fallback" for found in candidates]
+            predictions = self.model.predict([q.question for q in queries], deep=deep)
+        return [
+            self._combine(found, _without(prediction, q.exclude))
+            for q, found, prediction in zip(queries, candidates, predictions, strict=True)
+        ]
+
+    def predict(self, queries: Sequence[Query]) -> list[Prediction] | None:
+        """The model's view of each question exactly as decide_many would read it (sentence
+        head where no rule matched); None without a model."""
+        if self.model is None:
+            return None
+        deep = [
+            self.ruleset.candidates(q.question, q.category, q.exclude)[0].reason == "fallback"
+            for q in queries
+        ]
+        return self.model.predict([q.question for q in queries], deep=deep)
+
+    def with_policy(self, policy: Policy) -> Decider:
+        """The same rules and model under other thresholds."""
+        return Decider(self.ruleset, self.model, policy)
+
+    # -- the combination -----------------------------------------------------------------------
+
+    def _combine(self, found: list[RuleDecision], prediction: Prediction) -> RoutingDecision:
+        policy = self.policy
+        first = found[0]
+        if first.reason == "fallback":
+            if prediction.department and prediction.confidence >= policy.threshold:
+                return self._by_model(prediction, instead_of=None)
+            return self._by_rules(first, prediction)
+        spec = self.ruleset.rule(first.rule_id) if first.rule_id else None
+        if spec is not None and spec.policy:
+            return self._by_rules(first, prediction)
+        best = max(found, key=lambda d: prediction.probability(d.department))
+        named = {d.department for d in found}
+        if (
+            prediction.department
+            and prediction.department not in named
+            and prediction.confidence >= policy.override
+            and prediction.probability(best.department) <= policy.doubt
+        ):
+            return self._by_model(prediction, instead_of=first)
+        if (
+            prediction.department
+            and prediction.department not in named
+            and prediction.probability(best.department) < policy.dispute
+        ):
+            return self._disputed(best, prediction)
+        return self._by_rules(best, prediction, passed_over=[d for d in found if d is not best])
+
+    def _disputed(self, rule: RuleDecision, prediction: Prediction) -> RoutingDecision:
+        fallback = self.organisation.fallback_department
+        words = _words(rule, self.organisation)
+        return RoutingDecision(
+            department=fallback,
+            reason="fallback",
+            rule_id=None,
+            matched=rule.matched,
+            priority_change=None,
+            rules_version=self.ruleset.version,
+            model_version=self.model_version,
+            confidence=round(prediction.probability(fallback), 4),
+            explanation=(
+                f"{words[0].upper() + words[1:] if words else 'De vraag'} wees naar "
+                f"{self._name(rule.department)}, maar de vraag lijkt meer op eerdere vragen voor "
+                f"{self._name(prediction.department)} ({_percent(prediction.confidence)}); "
+                f"{self._name(fallback)} kiest de afdeling"
+            ),
+            similar=(),
+        )
+
+    def _by_rules(
+        self,
+        rule: RuleDecision,
+        prediction: Prediction | None,
+        passed_over: Sequence[RuleDecision] = (),
+    ) -> RoutingDecision:
+        confidence = prediction.probability(rule.department) if prediction else None
+        return RoutingDecision(
+            department=rule.department,
+            reason=rule.reason,
+            rule_id=rule.rule_id,
+            matched=rule.matched,
+            priority_change=rule.priority_change,
+            rules_version=rule.rules_version,
+            model_version=self.model_version,
+            confidence=None if confidence is None else round(confidence, 4),
+            explanation=self._explain_rules(rule, prediction, passed_over),
+            similar=(),
+        )
+
+    def _by_model(self, prediction: Prediction, instead_of: RuleDecision | None) -> RoutingDecision:
+        name = self._name(prediction.department)
+        text = f"Lijkt op eerdere vragen voor {name} ({_percent(prediction.confidence)} zeker)"
+        if instead_of is not None:
+            words = _words(instead_of, self.organisation)
+            hint = f"{words} wees" if words else "de gekozen categorie wees"
+            text += (
+                f"; {hint} naar {self._name(instead_of.department)}, "
+                "maar de hele vraag lijkt daar niet op"
+            )
+        return RoutingDecision(
+            department=prediction.department,
+            reason="model",
+            rule_id=None,
+            matched=(),
+            priority_change=None,
+            rules_version=self.ruleset.version,
+            model_version=self.model_version,
+            confidence=round(prediction.confidence, 4),
+            explanation=text,
+            similar=tuple(s.question for s in prediction.similar),
+        )
+
+    # -- explanations ----------------------------------------------------------------------------
+
+    def _name(self, department: str) -> str:
+        known = self.organisation.departments.get(department)
+        return known.name if known is not None else department
+
+    def _explain_rules(
+        self,
+        rule: RuleDecision,
+        prediction: Prediction | None,
+        passed_over: Sequence[RuleDecision] = (),
+    ) -> str:
+        name = self._name(rule.department)
+        if rule.reason == "fallback":
+            if prediction is None or prediction.confidence == 0:
+                return (
+                    f"Geen regel herkende de vraag; {name} kiest de afdeling"
+                    if prediction is None
+                    else f"Geen regel of eerdere vraag leek op deze vraag; {name} kiest de afdeling"
+                )
+            return (
+                f"Geen regel herkende de vraag en het model was niet zeker genoeg "
+                f"(hoogstens {_percent(prediction.confidence)}, voor "
+                f"{self._name(prediction.department)}); {name} kiest de afdeling"
+            )
+        if rule.reason == "category" and rule.rule_id is None:
+            text = f"Gekozen categorie hoort bij {name}"
+        else:
+            words = _words(rule, self.organisation)
+            text = f"Regel voor {name}: " + (
+                f"de vraag noemt {words}" if words else "de gekozen categorie"
+            )
+        if passed_over and prediction is not None:
+            others = " en ".join(self._name(d.department) for d in passed_over)
+            return (
+                f"{text}. Ook een regel voor {others} paste, maar de vraag lijkt meer op eerdere "
+                f"vragen voor {name} ({_percent(prediction.probability(rule.department))})"
+            )
+        if prediction is not None:
+            if prediction.department == rule.department:
+                text += f"; het model is het ermee eens ({_percent(prediction.confidence)} zeker)"
+            else:
+                text += (
+                    f"; het model dacht eerder aan {self._name(prediction.department)} "
+                    f"({_percent(prediction.confidence)})"
+                )
+        return text
+
+
+def _without(prediction: Prediction, exclude: frozenset[str]) -> Prediction:
+    """The prediction with forwarded-away departments taken out (the rest renormalised)."""
+    if not exclude or not exclude.intersection(prediction.probabilities):
+        return prediction
+    kept = {d: p for d, p in prediction.probabilities.items() if d not in exclude}
+    total = sum(kept.values())
+    if total <= 0 or not kept:
+        return Prediction(department="", confidence=0.0, probabilities={}, similar=())
+    kept = {d: p / total for d, p in kept.items()}
+    best = max(kept, key=kept.__getitem__)
+    return Prediction(
+        department=best,
+        confidence=kept[best] if prediction.confidence > 0 else 0.0,
+        probabilities=kept,
+        # The similar examples were chosen for the old best department; show none rather than
+        # examples of another one.
+        similar=prediction.similar if best == prediction.department else (),
+    )
+
+
+def _words(rule: RuleDecision, organisation: Organisation) -> str:
+    """The words of the question that made the rule match, quoted for people:
+    "'parkeervergunning' en 'bezoek aanmelden'"."""
+    found: list[str] = []
+    for entry in rule.matched:
+        kind, _, rest = entry.partition(" ")
+        if kind == "category":
+            category = organisation.categories.get(rest.split(" ")[0])
+            if category is not None:
+                found.append(f"categorie '{category.label}'")
+            continue
+        # "keyword parkeer: parkeervergunning" -> the word in the question; "phrase x y" -> x y
+        term, _, token = rest.partition(": ")
+        word = token or term
+        if word and f"'{word}'" not in found:
+            found.append(f"'{word}'")
+    if len(found) > 1:
+        return ", ".join(found[:-1]) + " en " + found[-1]
+    return found[0] if found else ""
