@@ -98,6 +98,10 @@ def test_the_agent_reads_department_question_and_answer(
         "reason",
         "first_response_due",
         "resolution_due",
+        "explanation",
+        "similar",
+        "decider",
+        "confidence",
     }
     assert timeline[3]["details"] == {
         "department": "belastingen",

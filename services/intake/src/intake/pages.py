@@ -11,6 +11,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from kcc_shared.events import CHANNELS, PRIORITIES
 from kcc_shared.privacy import redact_bsn
 from kcc_shared.problems import Problem
+from kcc_shared.routing_why import routing_in_force, why_routed
 from kcc_shared.web import current_user, login_required
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response
@@ -93,6 +94,8 @@ def _labels() -> dict[str, Any]:
         "priority_labels": PRIORITY_LABELS,
         "channel_labels": CHANNEL_LABELS,
         "departments": departments,
+        # Why a routed event chose its department, in Dutch (never its reason code).
+        "why_routed": lambda details: why_routed(details, departments.get),
     }
 
 
@@ -189,6 +192,7 @@ def detail(request_id: uuid.UUID) -> str:
         r=request_,
         mine=request_.agent_id == current_user().user_id,
         open_question=question if request_.status == "awaiting_clarification" else None,
+        routing=routing_in_force(request_.timeline, request_.department),
         feed_position=context.store.last_update_seq(),
     )
 

@@ -189,7 +189,16 @@ class TimelineEntrySchema(Schema):
     type = fields.String()
     occurred_at = fields.AwareDateTime()
     actor = fields.Nested(ActorSchema)
-    details = fields.Dict()
+    details = fields.Dict(
+        metadata={
+            "description": "What of the event the agent needs. For request.routed: "
+            "department, from_department, handoff_count, due times, reason (a code for "
+            "programs; show explanation instead), explanation (why, a Dutch sentence for "
+            "people; absent in older events), similar (up to 3 earlier questions of that "
+            "department that resemble this one), decider (rule, category, model, fallback "
+            "or staff) and confidence (the model's certainty, 0-1, when it was asked)."
+        }
+    )
 
 
 class LinksSchema(Schema):

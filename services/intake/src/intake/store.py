@@ -248,6 +248,12 @@ _TIMELINE_DETAILS: dict[str, tuple[str, ...]] = {
         "reason",
         "first_response_due",
         "resolution_due",
+        # Why, for the agent: a Dutch sentence, similar earlier questions, who decided and
+        # how sure (the desk shows the sentence, never `reason`, a code).
+        "explanation",
+        "similar",
+        "decider",
+        "confidence",
     ),
     "request.claimed": ("department", "staff_id"),
     "request.released": ("department", "staff_id"),
@@ -261,9 +267,10 @@ _TIMELINE_DETAILS: dict[str, tuple[str, ...]] = {
     "request.sla_warning": ("department", "clock"),
     "request.sla_breached": ("department", "clock"),
 }
-# Free text written by people: redacted again on the way in (a second line of defence; the
-# service that accepted the text redacted it first).
-_FREE_TEXT = frozenset({"text", "answer", "reason", "comment"})
+# Free text written by people (or quoting them: the routing's explanation and similar
+# questions): redacted again on the way in (a second line of defence; the service that
+# accepted the text redacted it first).
+_FREE_TEXT = frozenset({"text", "answer", "reason", "comment", "explanation", "similar"})
 
 
 class RequestStore:
@@ -665,6 +672,8 @@ def _timeline_entry(event: Event) -> TimelineEntry:
             value = value.isoformat().replace("+00:00", "Z")
         elif key in _FREE_TEXT and isinstance(value, str):
             value = redact_bsn(value)[0]
+        elif key in _FREE_TEXT and isinstance(value, list):
+            value = [redact_bsn(v)[0] if isinstance(v, str) else v for v in value]
         details[key] = value
     return TimelineEntry(
         event_id=event.id,
