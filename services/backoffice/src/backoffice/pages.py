@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from kcc_shared.events import PRIORITIES, REASON_MAX_LENGTH, TEXT_MAX_LENGTH
+from kcc_shared.routing_why import routing_in_force, why_routed
 from kcc_shared.web import current_user, login_required
 from werkzeug.wrappers import Response
 
@@ -151,11 +152,18 @@ def item(request_id: Any) -> Any:
         (d.id, d.name) for d in ctx.organisation.departments.values() if d.id != found.department
     ]
     user = current_user()
+    names = {d.id: d.name for d in ctx.organisation.departments.values()}
+    timeline = ctx.store.timeline(found.request_id)
+    routing = routing_in_force(timeline, found.department)
     return render_template(
         "item.html",
         item=found,
         sla=ctx.sla(found),
-        timeline=ctx.store.timeline(found.request_id),
+        timeline=timeline,
+        # Why it landed here, in Dutch: never the routed event's reason code.
+        why=why_routed(routing.details, names.get) if routing else None,
+        why_routed=lambda details: why_routed(details, names.get),
+        department_names=names,
         departments=departments,
         department_name=ctx.organisation.departments[found.department or ""].name
         if found.department in ctx.organisation.departments

@@ -59,7 +59,17 @@ class TimelineEntrySchema(Schema):
     type = fields.String()
     occurred_at = fields.AwareDateTime()
     actor = fields.Dict(keys=fields.String(), values=fields.String())
-    details = fields.Dict(keys=fields.String())
+    details = fields.Dict(
+        keys=fields.String(),
+        metadata={
+            "description": "What of the event staff need. For request.routed: department, "
+            "from_department, priority, handoff_count, reason (a code for programs; show "
+            "explanation instead), explanation (why it came here, a Dutch sentence for people; "
+            "absent in older events), similar (up to 3 earlier questions of the department "
+            "that resemble this one), decider (rule, category, model, fallback or staff) and "
+            "confidence (the model's certainty, 0-1, when it was asked)."
+        },
+    )
 
 
 class ItemSchema(Schema):

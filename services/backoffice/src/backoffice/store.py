@@ -95,7 +95,19 @@ _ITEM_FIELDS: Final = tuple(f.name for f in fields(Item))
 # What of each event a member of staff sees in the timeline (all of it redacted already).
 TIMELINE_DETAILS: Final[Mapping[str, tuple[str, ...]]] = {
     "request.submitted": ("priority", "channel", "category"),
-    "request.routed": ("department", "from_department", "reason", "priority", "handoff_count"),
+    # `reason` is a code (never shown); people read `explanation` and `similar` (why it came
+    # here, in Dutch, and similar earlier questions of the department).
+    "request.routed": (
+        "department",
+        "from_department",
+        "reason",
+        "priority",
+        "handoff_count",
+        "explanation",
+        "similar",
+        "decider",
+        "confidence",
+    ),
     "request.claimed": ("department", "staff_id"),
     "request.released": ("department", "staff_id"),
     "request.answered": ("department", "staff_id", "answer"),
@@ -107,8 +119,9 @@ TIMELINE_DETAILS: Final[Mapping[str, tuple[str, ...]]] = {
     "request.rated": ("score", "thanks", "comment"),
 }
 
-# Free text written by people (the agent's, or staff of another department).
-FREE_TEXT: Final = frozenset({"text", "answer", "reason", "comment"})
+# Free text written by people (the agent's, or staff of another department), or quoting them
+# (the routing's explanation and similar questions).
+FREE_TEXT: Final = frozenset({"text", "answer", "reason", "comment", "explanation", "similar"})
 
 _ACTION_EVENTS: Final[Mapping[str, str]] = {
     "claim": "request.claimed",
@@ -362,7 +375,11 @@ def _after(item: Item, target: str, staff_id: str, action: Action, now: datetime
 
 
 def _redacted(key: str, value: Any) -> Any:
-    return redact_bsn(value)[0] if key in FREE_TEXT and isinstance(value, str) else value
+    if key not in FREE_TEXT:
+        return value
+    if isinstance(value, list):
+        return [redact_bsn(v)[0] if isinstance(v, str) else v for v in value]
+    return redact_bsn(value)[0] if isinstance(value, str) else value
 
 
 def _plain(value: Any) -> Any:
