@@ -206,3 +206,24 @@ def test_before_routing_there_is_no_why(
     text = visible(client.get(file_question()).get_data(as_text=True))
     assert "Nog niet bekend" in text
     assert "Waarom deze afdeling" not in text
+
+
+def test_a_bsn_in_the_explanation_or_an_example_is_redacted_again(
+    client: FlaskClient,
+    file_question: Callable[[], str],
+    deliver: Callable[..., Any],
+    routed_data: Callable[..., dict[str, Any]],
+) -> None:
+    url = file_question()
+    request_id = url.rsplit("/", 1)[1]
+    explanation = "De vraag noemt BSN 123456782"
+    deliver(
+        request_id,
+        "routed",
+        **routed_data("parkeren"),
+        explanation=explanation,
+        similar=["Adres wijzigen voor 123456782?"],
+    )
+    html = client.get(url).get_data(as_text=True)
+    assert "123456782" not in html
+    assert "Adres wijzigen voor [BSN]?" in visible(html)
