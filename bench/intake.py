@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
-DEV_SET = ROOT.parent / "shared" / "data" / "routing-questions-dev.jsonl"
+DEV_SET = ROOT / "data" / "routing-dev.jsonl"
 PG_ADMIN = os.environ.get("KCC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

@@ -6,7 +6,7 @@ Usage: .venv/bin/python bench/pipeline.py [--quick] [--requests 1000] [--connect
 A fresh RabbitMQ vhost and one PostgreSQL database per service; every service as its own
 process (tests/stack.py: the APIs under gunicorn with their own settings, the consumers with
 theirs). A load generator in this process posts dev-set questions
-(../shared/data/routing-questions-dev.jsonl), each with its own Idempotency-Key, and a tap queue
+(data/routing-dev.jsonl), each with its own Idempotency-Key, and a tap queue
 (pika) bound to kcc.events with `request.routed.#` sees each routed event the moment the
 broker delivers it to the department queue. Two phases on one stack:
 

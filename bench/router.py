@@ -46,7 +46,7 @@ from kombu.message import Message
 from kombu.messaging import Consumer
 from router.worker import DEFAULT_IDLE_TIMEOUT, RouterWorker, _Delivery
 
-DEV_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "routing-questions-dev.jsonl"
+DEV_SET = Path(__file__).resolve().parents[1] / "data" / "routing-dev.jsonl"
 HOST = "127.0.0.1:5672"
 
 

@@ -8,9 +8,11 @@ import os
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from types import FrameType
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,44 @@ def consume() -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("intake_consumer_stopped")
+
+
+@intake_group.command("export-labelled")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Only requests answered on or after this date (YYYY-MM-DD, UTC).",
+)
+def export_labelled(since: datetime | None) -> None:
+    """Print every answered request as a labelled question (JSON Lines) for
+    `kcc router train --history`: the redacted question and the department that answered it.
+
+    Reads the intake's database (KCC_DATABASE_URL); nothing else about the request leaves it.
+    """
+    from kcc_shared.config import Config, ConfigError
+    from kcc_shared.db import make_engine
+
+    from intake.history import labelled_history
+
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        click.echo(f"intake: {exc}", err=True)
+        raise click.exceptions.Exit(2) from None
+    engine = make_engine(config.database_url)
+    try:
+        moment = since.replace(tzinfo=UTC) if since is not None else None
+        count = 0
+        for row in labelled_history(engine, moment):
+            click.echo(json.dumps(row, ensure_ascii=False))
+            count += 1
+    except SQLAlchemyError as exc:
+        click.echo(f"intake: cannot read the database: {type(exc).__name__}", err=True)
+        raise click.exceptions.Exit(2) from None
+    finally:
+        engine.dispose()
+    click.echo(f"{count} answered requests exported", err=True)
 
 
 @intake_group.command("openapi")

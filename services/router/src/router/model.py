@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,6 +40,7 @@ from sklearn.linear_model import LogisticRegression
 from router.text import looks_english, normalise, tokens
 
 __all__ = [
+    "DEMO_MODEL",
     "FORMAT",
     "MIN_EXAMPLES_PER_DEPARTMENT",
     "ModelError",
@@ -49,6 +51,9 @@ __all__ = [
     "train",
 ]
 
+# The model trained on the demo organisation's examples, shipped beside its organisation file
+# (`kcc router train --out` it again after changing the examples).
+DEMO_MODEL: Final = Path(str(resources.files("kcc_shared").joinpath("routeringsmodel.npz")))
 # Bumped when the file layout or the features change; a router refuses another format.
 FORMAT: Final = 1
 # A department with fewer examples than this is left out of the model (the rules still route
@@ -312,8 +317,13 @@ class RoutingModel:
         """Read a model file; ModelError names what is wrong with it."""
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
+            # Our own handle: np.load leaves its file open when the zip turns out corrupt.
+            with path.open("rb") as handle:
+                data = np.load(handle, allow_pickle=False)
+                if not isinstance(data, np.lib.npyio.NpzFile):
+                    raise ValueError("a single array, not a model archive")
+                with data:
+                    arrays = {name: data[name] for name in data.files}
         except FileNotFoundError:
             raise ModelError(f"{path}: no such model file") from None
         except IsADirectoryError:
