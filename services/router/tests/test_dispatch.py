@@ -18,6 +18,7 @@ from router.dispatch import (
     UnknownDepartment,
     dispatch,
 )
+from router.decision import Decider
 from router.rules import RuleSet
 
 ORGANISATION = """\
@@ -89,10 +90,10 @@ NOW = datetime(2027, 1, 8, 15, 0, 2, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def ruleset(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
+def ruleset(tmp_path_factory: pytest.TempPathFactory) -> Decider:
     path: Path = tmp_path_factory.mktemp("org") / "organisation.yaml"
     path.write_text(ORGANISATION)
-    return RuleSet.from_organisation(load_organisation(path))
+    return Decider(RuleSet.from_organisation(load_organisation(path)))
 
 
 def submitted(question: str, *, category: str | None = None, priority: str = "normal") -> Event:
@@ -128,7 +129,7 @@ def reroute(**data: Any) -> Event:
     )
 
 
-def test_submitted_question_is_routed_by_the_first_matching_rule(ruleset: RuleSet) -> None:
+def test_submitted_question_is_routed_by_the_first_matching_rule(ruleset: Decider) -> None:
     event = submitted("Mijn paspoort is verlopen, wat nu?")
 
     routed = dispatch(event, ruleset, now=NOW)
@@ -138,14 +139,14 @@ def test_submitted_question_is_routed_by_the_first_matching_rule(ruleset: RuleSe
     assert routed.data["department"] == "burgerzaken"
     assert routed.data["rule_id"] == "reisdocumenten"
     assert routed.data["reason"] == "rule"
-    assert routed.data["rules_version"] == ruleset.version
+    assert routed.data["rules_version"] == ruleset.ruleset.version
     assert routed.data["handoff_count"] == 0
     assert routed.data["from_department"] is None
     assert routed.data["priority"] == "normal"
     assert routed.data["matched"] == ["keyword paspoort"]
 
 
-def test_routed_event_carries_the_input_ids(ruleset: RuleSet) -> None:
+def test_routed_event_carries_the_input_ids(ruleset: Decider) -> None:
     event = submitted("Grofvuil ophalen")
 
     routed = dispatch(event, ruleset, now=NOW)
@@ -157,7 +158,7 @@ def test_routed_event_carries_the_input_ids(ruleset: RuleSet) -> None:
     assert routed.actor.kind == "system"
 
 
-def test_same_input_twice_gives_the_same_routed_event_id(ruleset: RuleSet) -> None:
+def test_same_input_twice_gives_the_same_routed_event_id(ruleset: Decider) -> None:
     event = submitted("Grofvuil ophalen")
 
     first = dispatch(event, ruleset, now=NOW)
@@ -167,7 +168,7 @@ def test_same_input_twice_gives_the_same_routed_event_id(ruleset: RuleSet) -> No
     assert first.data == second.data
 
 
-def test_routed_event_is_valid_on_the_wire(ruleset: RuleSet) -> None:
+def test_routed_event_is_valid_on_the_wire(ruleset: Decider) -> None:
     routed = dispatch(submitted("Grofvuil ophalen", priority="low"), ruleset, now=NOW)
 
     parsed = parse_event(routed.to_json())
@@ -184,7 +185,7 @@ def test_routed_event_is_valid_on_the_wire(ruleset: RuleSet) -> None:
     ],
 )
 def test_reason_says_why(
-    ruleset: RuleSet,
+    ruleset: Decider,
     question: str,
     category: str | None,
     department: str,
@@ -200,7 +201,7 @@ def test_reason_says_why(
     )
 
 
-def test_due_times_run_in_the_departments_business_hours(ruleset: RuleSet) -> None:
+def test_due_times_run_in_the_departments_business_hours(ruleset: Decider) -> None:
     # normal: first response 4h, resolution 16h, office 08:30-12:30 and 13:00-17:00 on weekdays.
     routed = dispatch(submitted("paspoort verlopen"), ruleset, now=NOW)
 
@@ -210,14 +211,14 @@ def test_due_times_run_in_the_departments_business_hours(ruleset: RuleSet) -> No
     assert routed.data["resolution_due"] == calendar.add_business_seconds(FRIDAY_4PM, 16 * 3600)
 
 
-def test_due_times_use_the_target_departments_calendar(ruleset: RuleSet) -> None:
+def test_due_times_use_the_target_departments_calendar(ruleset: Decider) -> None:
     # afval opens 07:00-16:00: on Friday 16:00 it is already closed, so 4h ends Monday 11:00.
     routed = dispatch(submitted("grofvuil"), ruleset, now=NOW)
 
     assert routed.data["first_response_due"] == datetime(2027, 1, 11, 10, 0, tzinfo=UTC)
 
 
-def test_rule_raises_priority_and_due_times_follow_it(ruleset: RuleSet) -> None:
+def test_rule_raises_priority_and_due_times_follow_it(ruleset: Decider) -> None:
     routed = dispatch(submitted("kan er een spoedaanvraag?"), ruleset, now=NOW)
 
     assert routed.data["priority"] == "urgent"
@@ -225,7 +226,7 @@ def test_rule_raises_priority_and_due_times_follow_it(ruleset: RuleSet) -> None:
     assert routed.data["first_response_due"] == datetime(2027, 1, 8, 16, 0, tzinfo=UTC)
 
 
-def test_forward_to_a_named_department(ruleset: RuleSet) -> None:
+def test_forward_to_a_named_department(ruleset: Decider) -> None:
     event = reroute(
         from_department="burgerzaken",
         to_department="belastingen",
@@ -245,7 +246,7 @@ def test_forward_to_a_named_department(ruleset: RuleSet) -> None:
     assert parse_event(routed.to_json()) == routed
 
 
-def test_forward_without_target_reruns_the_rules_without_the_sender(ruleset: RuleSet) -> None:
+def test_forward_without_target_reruns_the_rules_without_the_sender(ruleset: Decider) -> None:
     # "container" matches afval first; afval forwards it, so the next rule (belastingen) wins.
     event = reroute(
         from_department="afval",
@@ -262,7 +263,7 @@ def test_forward_without_target_reruns_the_rules_without_the_sender(ruleset: Rul
     assert routed.data["handoff_count"] == 1
 
 
-def test_forward_to_itself_counts_as_no_target(ruleset: RuleSet) -> None:
+def test_forward_to_itself_counts_as_no_target(ruleset: Decider) -> None:
     event = reroute(
         from_department="afval", to_department="afval", question="container", handoff_count=1
     )
@@ -274,7 +275,7 @@ def test_forward_to_itself_counts_as_no_target(ruleset: RuleSet) -> None:
 
 
 def test_forward_without_target_and_no_other_match_goes_to_the_fallback(
-    ruleset: RuleSet,
+    ruleset: Decider,
 ) -> None:
     event = reroute(from_department="afval", question="grofvuil")
 
@@ -284,7 +285,7 @@ def test_forward_without_target_and_no_other_match_goes_to_the_fallback(
     assert routed.data["reason"] == "forward"
 
 
-def test_forward_from_an_older_backoffice_uses_defaults(ruleset: RuleSet) -> None:
+def test_forward_from_an_older_backoffice_uses_defaults(ruleset: Decider) -> None:
     # No question, priority or handoff count in the event: fallback, normal, first handoff.
     routed = dispatch(reroute(from_department="afval"), ruleset, now=NOW)
 
@@ -293,7 +294,7 @@ def test_forward_from_an_older_backoffice_uses_defaults(ruleset: RuleSet) -> Non
     assert routed.data["handoff_count"] == 1
 
 
-def test_forward_to_unknown_department_is_refused(ruleset: RuleSet) -> None:
+def test_forward_to_unknown_department_is_refused(ruleset: Decider) -> None:
     event = reroute(from_department="afval", to_department="sport")
 
     with pytest.raises(UnknownDepartment) as refused:
@@ -304,14 +305,14 @@ def test_forward_to_unknown_department_is_refused(ruleset: RuleSet) -> None:
     assert "'sport'" in refused.value.reason
 
 
-def test_forward_from_the_fallback_without_target_is_refused(ruleset: RuleSet) -> None:
+def test_forward_from_the_fallback_without_target_is_refused(ruleset: Decider) -> None:
     event = reroute(from_department="kcc-triage", question="iets onbekends")
 
     with pytest.raises(NoForwardTarget):
         dispatch(event, ruleset, now=NOW)
 
 
-def test_other_event_types_are_not_routed(ruleset: RuleSet) -> None:
+def test_other_event_types_are_not_routed(ruleset: Decider) -> None:
     event = new_event(
         "request.clarified",
         request_id=str(uuid.uuid4()),
@@ -339,7 +340,7 @@ def test_other_event_types_are_not_routed(ruleset: RuleSet) -> None:
     ],
     ids=["rule", "category", "raised", "fallback", "forward", "forward-rules", "forward-bare"],
 )
-def test_every_routed_event_meets_the_contract(ruleset: RuleSet, make: Callable[[], Event]) -> None:
+def test_every_routed_event_meets_the_contract(ruleset: Decider, make: Callable[[], Event]) -> None:
     # dispatch builds the event without new_event's schema round trip: hold it to the schema.
     routed = dispatch(make(), ruleset, now=NOW)
 

@@ -284,9 +284,12 @@ class Decider:
                 f"de vraag noemt {words}" if words else "de gekozen categorie"
             )
         if passed_over and prediction is not None:
-            others = " en ".join(self._name(d.department) for d in passed_over)
+            names = [self._name(d.department) for d in passed_over]
+            others = ", ".join(names[:-1]) + " en " + names[-1] if len(names) > 1 else names[0]
+            matched = "Ook een regel voor" if len(names) == 1 else "Ook regels voor"
+            verb = "paste" if len(names) == 1 else "pasten"
             return (
-                f"{text}. Ook een regel voor {others} paste, maar de vraag lijkt meer op eerdere "
+                f"{text}. {matched} {others} {verb}, maar de vraag lijkt meer op eerdere "
                 f"vragen voor {name} ({_percent(prediction.probability(rule.department))})"
             )
         if prediction is not None:
