@@ -28,7 +28,7 @@ from kcc_shared.db import create_schema, make_engine
 from kcc_shared.headers import SECURITY_HEADERS
 from kcc_shared.logging import configure_logging
 from kcc_shared.organisation import OrganisationError, load_organisation
-from router.model import DEMO_MODEL, ModelError, RoutingModel
+from router.model import ModelError, RoutingModel, model_file_for
 from router.worker import RouterWorker
 from sla_monitor.app import create_app as create_sla
 from sla_monitor.app import store_of
@@ -343,11 +343,7 @@ def dev(
 
     # The router first: it declares every department queue, and memory:// drops messages
     # published before a queue is bound.
-    # The demo organisation comes with its trained model; another organisation file routes
-    # with the model KCC_ROUTING_MODEL names, or with its rules alone.
-    model_file = config.routing_model
-    if model_file is None and config.organisation_file is None:
-        model_file = str(DEMO_MODEL)
+    model_file = model_file_for(config.routing_model, config.organisation_file)
     try:
         model = RoutingModel.load(model_file) if model_file is not None else None
         if model is not None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from kcc_shared.events import Actor, Event, derived_event_id, new_event, parse_event
 from kcc_shared.organisation import load_organisation
+from router.decision import Decider
 from router.dispatch import (
     DispatchRefused,
     NoForwardTarget,
@@ -18,7 +19,6 @@ from router.dispatch import (
     UnknownDepartment,
     dispatch,
 )
-from router.decision import Decider
 from router.rules import RuleSet
 
 ORGANISATION = """\

@@ -38,7 +38,7 @@ def dataset(tmp_path: Path) -> Path:
     return path
 
 
-def test_explain_prints_the_decision(runner: CliRunner) -> None:
+def test_explain_prints_both_deciders(runner: CliRunner) -> None:
     version = load_organisation().version
 
     result = runner.invoke(rules_group, ["explain", "Mijn paspoort is verlopen, spoedaanvraag?"])
@@ -46,13 +46,34 @@ def test_explain_prints_the_decision(runner: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "department:    burgerzaken (Burgerzaken)"
-    assert lines[1].startswith("rule:          burgerzaken-spoed (line ")
-    assert lines[2] == "reason:        rule"
-    assert lines[3] == "matched:       keyword spoedaanvraag"
-    assert lines[4] == "priority:      raise to high"
-    assert lines[5].startswith(f"rules version: {version} (")
-    assert "burgerzaken (line" in result.stdout  # the generic rule also matched
-    assert "also-matched" in result.stdout
+    assert lines[1] == "decided by:    a rule"
+    assert lines[2].startswith("why (Dutch):   Regel voor Burgerzaken: de vraag noemt ")
+    assert "priority:      raise to high" in lines
+    assert "the rules:" in lines
+    assert any(line.startswith("  rule:          burgerzaken-spoed (line ") for line in lines)
+    assert "  matched:       keyword spoedaanvraag" in lines
+    assert any(line.startswith(f"  rules version: {version} (") for line in lines)
+    assert "also-matched" in result.stdout  # the generic rule also matched
+    assert any(line.startswith("the model (m-") for line in lines)
+    assert any(line.startswith("  burgerzaken ") for line in lines)
+
+
+def test_explain_rules_only(runner: CliRunner) -> None:
+    result = runner.invoke(rules_group, ["explain", "My bin was not emptied", "--rules-only"])
+
+    assert result.exit_code == 0, result.output
+    assert "department:    kcc-triage (KCC Triage)" in result.stdout
+    assert "the model: none" in result.stdout
+
+
+def test_explain_with_a_broken_model(runner: CliRunner, tmp_path: Path) -> None:
+    broken = tmp_path / "model.npz"
+    broken.write_text("geen model")
+
+    result = runner.invoke(rules_group, ["explain", "Paspoort", "--model", str(broken)])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {broken}: not a model file")
 
 
 def test_explain_with_category(runner: CliRunner) -> None:
@@ -64,17 +85,20 @@ def test_explain_with_category(runner: CliRunner) -> None:
     assert "department:    burgerzaken" in result.stdout
     assert "reason:        category" in result.stdout
     assert "matched:       category documenten" in result.stdout
+    assert "decided by:    the agent's category" in result.stdout
 
 
 def test_explain_fallback(runner: CliRunner) -> None:
-    result = runner.invoke(rules_group, ["explain", "Meneer wil graag iemand spreken"])
+    result = runner.invoke(rules_group, ["explain", "🙂 🙂"])
 
     assert result.exit_code == 0, result.output
     assert "department:    kcc-triage (KCC Triage)" in result.stdout
+    assert "decided by:    nobody: triage chooses" in result.stdout
     assert "rule:          none: no rule matched; fallback department" in result.stdout
     assert "reason:        fallback" in result.stdout
     assert "matched:       -" in result.stdout
     assert "priority:      unchanged" in result.stdout
+    assert "(no known words: the model has no opinion)" in result.stdout
 
 
 def test_explain_shows_a_veto(runner: CliRunner) -> None:
@@ -135,17 +159,20 @@ def test_explain_with_a_missing_organisation_file(runner: CliRunner, tmp_path: P
     assert f"{tmp_path / 'weg.yaml'}: file not found" in result.stderr
 
 
-def test_eval_prints_figures_confusion_and_misses(runner: CliRunner, dataset: Path) -> None:
-    result = runner.invoke(rules_group, ["eval", str(dataset)])
+def test_eval_prints_figures_and_misses(runner: CliRunner, dataset: Path) -> None:
+    result = runner.invoke(rules_group, ["eval", str(dataset), "--rules-only"])
 
     assert result.exit_code == 0, result.output
     out = result.stdout
+    assert "model none (the rules alone)" in out
     assert "questions             4" in out
     assert "right department      3   75.0%" in out
     assert "wrong department      0    0.0%" in out
     assert "triage                1   25.0%" in out
-    assert "confusion (expected -> got):" in out
-    assert "burgerzaken     2  -> burgerzaken 1, kcc-triage 1" in out
+    assert "per expected department:" in out
+    assert "per decider:" in out
+    assert "per style:" not in out  # the file has no style field
+    assert "precision / recall per department:" in out
     assert "misses (1):" in out
     assert "q3: expected burgerzaken, got kcc-triage (fallback)" in out
     # A citizen service number in the data never reaches the terminal.
@@ -154,7 +181,7 @@ def test_eval_prints_figures_confusion_and_misses(runner: CliRunner, dataset: Pa
 
 
 def test_eval_json(runner: CliRunner, dataset: Path) -> None:
-    result = runner.invoke(rules_group, ["eval", str(dataset), "--json"])
+    result = runner.invoke(rules_group, ["eval", str(dataset), "--json", "--rules-only"])
 
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
@@ -163,18 +190,43 @@ def test_eval_json(runner: CliRunner, dataset: Path) -> None:
     assert figures["wrong_rate"] == 0.0
     assert figures["triage_rate"] == 0.25
     assert figures["rules_version"] == load_organisation().version
+    assert figures["model_version"] is None
     assert figures["confusion"]["burgerzaken"] == {"burgerzaken": 1, "kcc-triage": 1}
+    assert figures["by_decider"]["fallback"]["triaged"] == 1
+    assert figures["threshold_curve"] == []
     assert figures["misses"] == [
         {
             "id": "q3",
             "expected": "burgerzaken",
             "got": "kcc-triage",
+            "decider": "fallback",
             "rule_id": None,
-            "reason": "fallback",
-            "matched": [],
+            "confidence": None,
+            "style": None,
             "question": "Meneer met [BSN] wil iets weten",
         }
     ]
+
+
+def test_eval_with_the_model_reports_styles_deciders_and_the_curve(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    path = tmp_path / "vragen.jsonl"
+    rows = [
+        {"question": "My bin was not emptied", "department": "afval", "style": "english"},
+        {"question": "Paspoort verlopen", "department": "burgerzaken", "style": "plain"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+
+    result = runner.invoke(rules_group, ["eval", str(path), "--json"])
+
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["model_version"].startswith("m-")
+    assert figures["accuracy"] == 1.0
+    assert set(figures["by_style"]) == {"english", "plain"}
+    assert set(figures["by_decider"]) == {"model", "rule"}
+    assert [point["threshold"] for point in figures["threshold_curve"]][:2] == [0.2, 0.3]
 
 
 @pytest.mark.parametrize(
@@ -190,7 +242,7 @@ def test_eval_json(runner: CliRunner, dataset: Path) -> None:
         ),
         (
             '{"question": "Paspoort", "expected_department": "burgerzakn"}\n',
-            ":1: unknown expected_department 'burgerzakn'",
+            ":1: unknown department 'burgerzakn'; known: afval, belastingen, burgerzaken,",
         ),
         (
             '{"question": "Paspoort", "expected_department": "burgerzaken", "category": "x"}\n',
@@ -209,7 +261,7 @@ def test_eval_bad_dataset_names_the_line(
     result = runner.invoke(rules_group, ["eval", str(path)])
 
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"Error: {path}{message}"
+    assert result.stderr.strip().startswith(f"Error: {path}{message}")
     assert "Traceback" not in result.output
 
 

@@ -53,7 +53,10 @@ class DatasetError(ValueError):
         self.line = line
         self.message = message
         self.source = source
-        where = f"{source}:{line}" if source else f"line {line}"
+        if source:
+            where = f"{source}:{line}" if line else source
+        else:
+            where = f"line {line}"
         super().__init__(f"{where}: {message}")
 
 

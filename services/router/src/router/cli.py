@@ -18,7 +18,7 @@ from kcc_shared.privacy import redact_bsn
 
 from router.decision import Decider, Query
 from router.evaluation import Evaluation, Tally, evaluate
-from router.model import ModelError, RoutingModel
+from router.model import ModelError, RoutingModel, model_file_for
 from router.rules import RuleSet
 
 __all__ = ["rules_group"]
@@ -60,15 +60,22 @@ _MODEL_OPTION = click.option(
     "model_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=lambda: os.environ.get("KCC_ROUTING_MODEL") or None,
-    help="Routing model file (default: KCC_ROUTING_MODEL; unset: the rules alone).",
+    help="Routing model file (default: KCC_ROUTING_MODEL, else the demo model for the demo "
+    "organisation, else none: the rules alone).",
 )
 _RULES_ONLY_OPTION = click.option(
     "--rules-only", is_flag=True, help="Leave the model out: the rules decide alone."
 )
 
 
-def _decider(organisation: Organisation, model_file: Path | None, rules_only: bool) -> Decider:
+def _decider(
+    organisation: Organisation,
+    organisation_file: Path | None,
+    model_file: Path | None,
+    rules_only: bool,
+) -> Decider:
     model = None
+    model_file = model_file_for(model_file, organisation_file)
     if model_file is not None and not rules_only:
         try:
             model = RoutingModel.load(model_file)
@@ -125,7 +132,7 @@ def explain_command(
                 EXIT_USAGE,
             )
 
-    decider = _decider(organisation, model_file, rules_only)
+    decider = _decider(organisation, organisation_file, model_file, rules_only)
     ruleset = decider.ruleset
     query = Query(question, category, frozenset(exclude))
     routed = decider.decide(query)
@@ -224,7 +231,7 @@ def eval_command(
         check_labels(rows, organisation.departments, organisation.categories, source=str(dataset))
     except DatasetError as exc:
         _fail(f"Error: {exc}", EXIT_USAGE)
-    result = evaluate(_decider(organisation, model_file, rules_only), rows)
+    result = evaluate(_decider(organisation, organisation_file, model_file, rules_only), rows)
     if as_json:
         click.echo(json.dumps(_as_json(result, organisation), indent=2, ensure_ascii=False))
     else:

@@ -22,6 +22,7 @@ from router.model import (
     ModelError,
     RoutingModel,
     TrainingExample,
+    model_file_for,
     train,
 )
 from router.worker import RouterWorker
@@ -62,9 +63,10 @@ def run() -> None:
         raise click.exceptions.Exit(EXIT_CONFIG) from None
 
     model = None
-    if config.routing_model is not None:
+    model_file = model_file_for(config.routing_model, config.organisation_file)
+    if model_file is not None:
         try:
-            model = RoutingModel.load(config.routing_model)
+            model = RoutingModel.load(model_file)
             model.check_departments(organisation.departments)
         except ModelError as exc:
             click.echo(f"router: the routing model cannot be used; not starting: {exc}", err=True)
@@ -75,7 +77,7 @@ def run() -> None:
         organisation,
         organisation_file=config.organisation_file,
         model=model,
-        model_file=config.routing_model,
+        model_file=model_file,
         prefetch=config.prefetch,
         publish_timeout=config.publish_timeout,
     )

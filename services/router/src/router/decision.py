@@ -9,8 +9,9 @@ How they combine (measured in docs/routing.md, on data the model never saw):
    another as context ("net verhuisd, hoe krijg ik een parkeervergunning?") matches both, and a
    keyword hit on the context was the main source of wrong departments. Only when the model is
    sure of a department no rule named (``override`` or more) and gives the rules' best at most
-   ``doubt``, the model decides; when it prefers such a department and gives the rules' best
-   less than ``dispute``, the two disagree too much and a person in triage decides.
+   ``doubt``, the model decides; when it is fairly sure of such a department (``threshold``)
+   and gives the rules' best less than ``dispute``, the two disagree too much and a person in
+   triage decides.
 3. No rule: the model decides when it is sure enough (``threshold`` or more); below that the
    question goes to triage, where a person chooses (triage costs less than a wrong department).
    These questions, and English ones, are also read by the model's sentence head.
@@ -51,8 +52,8 @@ class Policy:
     override: float = 0.6
     # ... when it gives the best department the rules named at most this probability.
     doubt: float = 0.2
-    # When the model's favourite is a department no rule named and it gives the rules' best
-    # less than this, rules and model disagree too much: triage, a person decides.
+    # When the model is sure enough (threshold) of a department no rule named and gives the
+    # rules' best less than this, rules and model disagree too much: triage, a person decides.
     dispute: float = 0.2
 
 
@@ -182,6 +183,7 @@ class Decider:
         if (
             prediction.department
             and prediction.department not in named
+            and prediction.confidence >= policy.threshold
             and prediction.probability(best.department) < policy.dispute
         ):
             return self._disputed(best, prediction)

@@ -48,12 +48,25 @@ __all__ = [
     "RoutingModel",
     "Similar",
     "TrainingExample",
+    "model_file_for",
     "train",
 ]
 
 # The model trained on the demo organisation's examples, shipped beside its organisation file
 # (`kcc router train --out` it again after changing the examples).
 DEMO_MODEL: Final = Path(str(resources.files("kcc_shared").joinpath("routeringsmodel.npz")))
+
+
+def model_file_for(
+    routing_model: str | Path | None, organisation_file: str | Path | None
+) -> Path | None:
+    """The model file the router uses: KCC_ROUTING_MODEL when set; else the demo model when
+    the organisation is the packaged demo organisation; else none (the rules alone)."""
+    if routing_model is not None:
+        return Path(routing_model)
+    return DEMO_MODEL if organisation_file is None else None
+
+
 # Bumped when the file layout or the features change; a router refuses another format.
 FORMAT: Final = 1
 # A department with fewer examples than this is left out of the model (the rules still route
