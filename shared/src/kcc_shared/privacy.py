@@ -80,6 +80,12 @@ _KIND: Final = str.maketrans(
     }
 )
 _MAX_GAP: Final = 3
+_SINGLE_KINDS: Final = {
+    **dict.fromkeys(" \t\u00a0\u1680\u202f\u205f\u3000", " "),
+    **{chr(c): " " for c in range(0x2000, 0x200B)},
+    **{c: c.translate(_KIND) for c in ".,/_-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58"},
+    **{c: c.translate(_KIND) for c in "\ufe63\uff0d\u00b7\u2024\uff0e\uff0c\uff0f\uff3f"},
+}
 
 _LABEL: Final = re.compile(
     r"(?<![^\W\d_])"  # not glued to a word before it
@@ -187,6 +193,8 @@ def _digits(run: str) -> str:
 
 def _gap_kind(text: str, start: int, end: int) -> str | None:
     """The kind of the separators between two runs, or None when they do not join them."""
+    if end - start == 1:  # the common case, one character: no regular expression needed
+        return _SINGLE_KINDS.get(text[start])
     match = _GAP.match(text, start, end)
     if match is None or match.end() != end:
         return None
@@ -232,8 +240,8 @@ def _scan_chain(
     if first >= len(chain):
         return
     groups = [run.digits for run in chain]
-    if first == 0 and len(groups) == 1 and len(groups[0]) not in (8, 9):
-        return  # the common case: a lone number that cannot be a BSN
+    if sum(len(g) for g in groups[first:]) < 8:
+        return  # the common case: too few digits to hold a BSN
     protected = [run.start in shaped for run in chain]
     if first == 0:
         _protect_by_context(text, chain, groups, kinds, protected)
