@@ -32,6 +32,7 @@ from kcc_shared.topology import (
 )
 from kombu.connection import Connection
 from pika.adapters.blocking_connection import BlockingChannel
+from router.model import DEMO_MODEL, RoutingModel, TrainingExample, train
 from router.rules import RuleSet
 from router.worker import RouterWorker
 
@@ -497,3 +498,79 @@ def test_router_killed_mid_batch_loses_nothing(
     assert len(seen) - len(expected) <= 200  # at most the prefetch window
     assert depth(channel, "router.work") == 0
     assert depth(channel, DEAD_QUEUE) == 0
+
+
+# -- the routing model -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "routeringsmodel.npz"
+    path.write_bytes(DEMO_MODEL.read_bytes())
+    return path
+
+
+@pytest.fixture
+def model_worker(
+    broker_url: str, organisation_file: Path, model_file: Path, channel: BlockingChannel
+) -> Iterator[RouterWorker]:
+    """The router with the demo model, rereading its model file every 0.1 s."""
+    router = RouterWorker(
+        broker_url,
+        load_organisation(organisation_file),
+        organisation_file=organisation_file,
+        model=RoutingModel.load(model_file),
+        model_file=model_file,
+        reload_interval=0.1,
+    )
+    router.start()
+    wait_until(lambda: router.consuming, what="the router to consume")
+    yield router
+    router.stop()
+
+
+def test_the_routed_event_says_who_decided_how_sure_and_why(
+    model_worker: RouterWorker, channel: BlockingChannel
+) -> None:
+    publish_event(channel, submitted("My bin was not emptied this week"))
+    wait_until(lambda: depth(channel, "kcc.dept.afval") == 1, what="routing by the model")
+
+    [(_, body)] = drain(channel, "kcc.dept.afval")
+    data = json.loads(body)["data"]
+    assert (data["reason"], data["decider"], data["rule_id"]) == ("model", "model", None)
+    assert data["model_version"] == model_worker.model_version
+    assert 0.4 <= data["confidence"] <= 1.0
+    assert data["explanation"].startswith("Lijkt op eerdere vragen voor Afvalinzameling (")
+    assert 1 <= len(data["similar"]) <= 3
+
+
+def test_a_new_model_is_used_without_restart_and_a_broken_one_is_refused(
+    model_worker: RouterWorker, channel: BlockingChannel, model_file: Path, tmp_path: Path
+) -> None:
+    demo_version = model_worker.model_version
+    smaller = train(
+        [
+            TrainingExample(f"{d}-{i}", q, d)
+            for d, questions in {
+                "afval": ["Container niet geleegd", "Grofvuil ophalen", "Kliko kapot"] * 2,
+                "burgerzaken": ["Paspoort verlopen", "Verhuizing doorgeven", "Rijbewijs"] * 2,
+            }.items()
+            for i, q in enumerate(questions)
+        ]
+    )
+    smaller.save(tmp_path / "new.npz")
+    (tmp_path / "new.npz").replace(model_file)
+    assert model_worker.wait_for_reload(1, timeout=WAIT, outcome="model_applied")
+
+    assert model_worker.model_version == smaller.version != demo_version
+    publish_event(channel, submitted("My bin was not emptied this week"))
+    wait_until(lambda: depth(channel, "kcc.dept.afval") == 1, what="routing by the new model")
+    [(_, body)] = drain(channel, "kcc.dept.afval")
+    assert json.loads(body)["data"]["model_version"] == smaller.version
+
+    model_file.write_bytes(b"dit is geen model")
+    assert model_worker.wait_for_reload(1, timeout=WAIT, outcome="model_rejected")
+
+    assert model_worker.model_version == smaller.version
+    publish_event(channel, submitted("Mijn paspoort is verlopen"))
+    wait_until(lambda: depth(channel, "kcc.dept.burgerzaken") == 1, what="routing after refusal")

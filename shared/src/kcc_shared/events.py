@@ -98,9 +98,7 @@ class RoutedSchema(_Strict):
     handoff_count = fields.Integer(required=True, validate=validate.Range(min=0))
     matched = fields.List(fields.String(), load_default=list)
     # Why, for people (Dutch), and with what certainty; absent in events of older routers.
-    decider = fields.String(
-        load_default=None, allow_none=True, validate=validate.OneOf(DECIDERS)
-    )
+    decider = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(DECIDERS))
     model_version = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(min=1, max=ID_MAX_LENGTH)
     )
