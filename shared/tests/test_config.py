@@ -15,6 +15,7 @@ DEFAULTS: dict[str, Any] = {
     "auth_database_url": None,
     "broker_url": "amqp://guest:guest@127.0.0.1:5672//",
     "organisation_file": None,
+    "routing_model": None,
     "log_level": "INFO",
     "log_format": "json",
     "publish_timeout": 5.0,
@@ -60,6 +61,7 @@ VALID: list[Any] = [
     ("KCC_AUTH_DATABASE_URL", "postgresql://kcc@db/auth", "auth_database_url", None),
     ("KCC_BROKER_URL", "memory://", "broker_url", None),
     ("KCC_ORGANISATION_FILE", "<file>", "organisation_file", None),
+    ("KCC_ROUTING_MODEL", "<file>", "routing_model", None),
     ("KCC_LOG_LEVEL", " debug ", "log_level", "DEBUG"),
     ("KCC_LOG_FORMAT", "TEXT", "log_format", "text"),
     ("KCC_PUBLISH_TIMEOUT", "2.5", "publish_timeout", 2.5),
@@ -159,6 +161,7 @@ BAD: list[Any] = [
     pytest.param("KCC_BROKER_URL", "rabbitmq.local", id="broker not a URL"),
     pytest.param("KCC_ORGANISATION_FILE", "/nonexistent/organisation.yaml", id="no such file"),
     pytest.param("KCC_ORGANISATION_FILE", "/", id="a directory, not a file"),
+    pytest.param("KCC_ROUTING_MODEL", "/nonexistent/model.npz", id="no such model file"),
     pytest.param("KCC_OUTBOX_RELAY", "maybe", id="bad bool"),
     pytest.param("KCC_OUTBOX_RELAY", "2", id="bool as a number"),
 ]
