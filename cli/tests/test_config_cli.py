@@ -41,10 +41,11 @@ def test_check_packaged_default(runner: CliRunner) -> None:
     result = runner.invoke(config_group, ["check"])
 
     assert result.exit_code == 0, result.output
-    assert result.stdout == (
+    assert result.stdout.splitlines() == [
         f"OK: Gemeente Voorbeeldstad, {len(organisation.departments)} departments, "
-        f"{len(organisation.rules)} rules, version {organisation.version}\n"
-    )
+        f"{len(organisation.rules)} rules, version {organisation.version}",
+        "examples: 1412 questions in voorbeeldvragen.jsonl (fewest: 137 for one department)",
+    ]
     assert re.fullmatch(r"[0-9a-f]{12}", organisation.version)
     assert result.stderr == ""
 
@@ -104,3 +105,57 @@ def test_check_missing_file(runner: CliRunner, tmp_path: Path) -> None:
 
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [f"{path}: file not found", "1 problem found"]
+
+
+@pytest.mark.parametrize(
+    ("examples", "message"),
+    [
+        (
+            '{"question": "Hond", "department": "dierenzaken"}',
+            ":1: unknown department 'dierenzaken'",
+        ),
+        (
+            '{"question": "BSN 111222333 belt", "department": "kcc-triage"}',
+            ":1: the question holds a",
+        ),
+        ('{"question": ', ":1: not valid JSON"),
+        (None, ": file not found"),
+    ],
+    ids=["unknown department", "a bsn", "bad json", "missing"],
+)
+def test_check_refuses_bad_example_questions(
+    runner: CliRunner, tmp_path: Path, examples: str | None, message: str
+) -> None:
+    path = tmp_path / "org.yaml"
+    path.write_text(VALID + "examples: vragen.jsonl\n", encoding="utf-8")
+    if examples is not None:
+        (tmp_path / "vragen.jsonl").write_text(examples + "\n", encoding="utf-8")
+
+    result = runner.invoke(config_group, ["check", str(path)])
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"{tmp_path / 'vragen.jsonl'}{message}")
+
+
+def test_check_says_which_departments_have_too_few_examples(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    path = tmp_path / "org.yaml"
+    text = VALID.replace(
+        "fallback_department: kcc-triage",
+        "  - id: afval\n    name: Afval\n    calendar: kantoor\n    sla: *sla\n"
+        "fallback_department: kcc-triage",
+    ).replace("    sla:\n      urgent", "    sla: &sla\n      urgent", 1)
+    path.write_text(text + "examples: vragen.jsonl\n", encoding="utf-8")
+    (tmp_path / "vragen.jsonl").write_text(
+        '{"question": "Container vol", "department": "afval"}\n', encoding="utf-8"
+    )
+
+    result = runner.invoke(config_group, ["check", str(path)])
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1] == (
+        "examples: 1 questions in vragen.jsonl (fewest: 1 for one department); "
+        "fewer than 5, so the rules alone route to: afval"
+    )
