@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from kcc_shared.organisation import load_organisation
+from router.decision import Decider, Query
+from router.model import DEMO_MODEL, RoutingModel
 from router.rules import RuleSet
 
 from conftest import DEV_DATA, _unavailable, harness
@@ -55,14 +57,13 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 
 @pytest.fixture(scope="session")
 def questions() -> list[tuple[str, str, str]]:
-    """Dev-set questions with the department the shipped rules send them to."""
-    if not DEV_DATA.exists():
-        _unavailable("the labelled dev set", FileNotFoundError(str(DEV_DATA)))
-    rules = RuleSet.from_organisation(load_organisation())
+    """Dev-set questions with the department the shipped rules and model send them to."""
+    decider = Decider(RuleSet.from_organisation(load_organisation()), RoutingModel.load(DEMO_MODEL))
     rows = [json.loads(line) for line in DEV_DATA.read_text().splitlines() if line.strip()]
+    decisions = decider.decide_many([Query(row["question"]) for row in rows])
     return [
-        (row["question"], row.get("channel", "phone"), rules.route(row["question"]).department)
-        for row in rows
+        (row["question"], row.get("channel", "phone"), decision.department)
+        for row, decision in zip(rows, decisions, strict=True)
     ]
 
 
