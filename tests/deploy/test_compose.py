@@ -24,6 +24,7 @@ import pytest
 import yaml
 from kcc_shared.config import Config
 from kcc_shared.organisation import load_organisation
+from router.model import DEMO_MODEL, RoutingModel
 
 from tests.deploy.test_dockerfile import (
     HealthStub,
@@ -218,13 +219,18 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+# Settings that name a file the container must have: mounted from this repository.
+MOUNTED_FILES = ("KCC_ORGANISATION_FILE", "KCC_ROUTING_MODEL")
+
+
 def config_of(service: dict[str, Any]) -> Config:
     env = environment(service)
-    organisation = env.get("KCC_ORGANISATION_FILE")
-    if organisation:
-        mapped = host_path(service, organisation)
-        assert mapped is not None, f"{organisation} is not mounted into the container"
-        env["KCC_ORGANISATION_FILE"] = str(mapped)
+    for variable in MOUNTED_FILES:
+        path = env.get(variable)
+        if path:
+            mapped = host_path(service, path)
+            assert mapped is not None, f"{variable}: {path} is not mounted into the container"
+            env[variable] = str(mapped)
     return Config.from_env(env)
 
 
@@ -404,7 +410,19 @@ def test_kcc_variables_exist_and_their_values_are_accepted(compose: dict[str, An
         # Cast and validated exactly as the process does at start-up (ConfigError otherwise).
         config = config_of(service)
         assert config.metrics_host == "0.0.0.0", f"{name}: metrics not reachable from outside"
-        load_organisation(config.organisation_file)
+        organisation = load_organisation(config.organisation_file)
+        if config.routing_model:
+            # The router refuses to start with a model that does not fit its organisation.
+            RoutingModel.load(config.routing_model).check_departments(organisation.departments)
+
+
+def test_the_router_decides_with_the_shipped_model(compose: dict[str, Any]) -> None:
+    # The mounted organisation file is a copy, not the packaged one: without KCC_ROUTING_MODEL
+    # the router would run on the rules alone (router.model.model_file_for).
+    config = config_of(services(compose)["router"])
+    assert config.routing_model is not None
+    shipped = ROOT / "shared" / "src" / "kcc_shared" / DEMO_MODEL.name
+    assert Path(config.routing_model).resolve() == shipped.resolve()
 
 
 def _database(url: str) -> tuple[str, str, str, str]:
