@@ -103,6 +103,11 @@ def test_question_from_desk_to_answer_rating_and_sla_overview(
         in_inbox.click()
         expect(staff.get_by_role("heading", name="Vraag van het KCC")).to_be_visible()
         expect(staff.locator("blockquote")).to_contain_text(marker)
+        # Why it landed here, in Dutch: the rule's words, and whether the model agreed.
+        expect(staff.get_by_role("heading", name="Waarom bij ons")).to_be_visible()
+        expect(
+            staff.get_by_text(re.compile("^Regel voor Afvalinzameling: de vraag noemt")).first
+        ).to_be_visible()
         staff.get_by_role("button", name="Oppakken").click()
         expect(staff.get_by_text("Je hebt de vraag opgepakt.")).to_be_visible()
         staff.get_by_label("Antwoord voor het KCC").fill(ANSWER)
@@ -125,6 +130,11 @@ def test_question_from_desk_to_answer_rating_and_sla_overview(
         agent.get_by_role("button", name="Beoordeling versturen").click()
         expect(agent.get_by_text("Dank voor je beoordeling en je bedankje!")).to_be_visible()
         expect(agent.get_by_text("Cijfer 5, met dank")).to_be_visible()
+        # The desk says why the question went to this department, never a raw code.
+        expect(agent.get_by_text("Waarom deze afdeling")).to_be_visible()
+        expect(
+            agent.get_by_text(re.compile("^Regel voor Afvalinzameling: de vraag noemt")).first
+        ).to_be_visible()
         screenshots.take(agent, "beoordeeld")
 
         # The SLA overview (staff-femke's login link logged her in there too) counts the
