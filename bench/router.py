@@ -195,13 +195,15 @@ class NoopLoop:
 class MachineryOnly(RouterWorker):
     """The router's consume/batch/confirm/ack machinery, routing replaced by a plain copy."""
 
-    def _decide(self, delivery: _Delivery, now: Any) -> None:
-        message = delivery.message
-        department = self.bench_departments[message.delivery_tag % len(self.bench_departments)]
-        delivery.kind, delivery.department, delivery.reason = "routed", department, "rule"
-        delivery.outgoing = Outgoing(
-            message.properties["message_id"], routed_key(department), message.body
-        )
+    # The worker decides a whole batch at once (the model reads it in one pass).
+    def _decide_all(self, deliveries: list[_Delivery], now: Any) -> None:
+        for delivery in deliveries:
+            message = delivery.message
+            department = self.bench_departments[message.delivery_tag % len(self.bench_departments)]
+            delivery.kind, delivery.department, delivery.reason = "routed", department, "rule"
+            delivery.outgoing = Outgoing(
+                message.properties["message_id"], routed_key(department), message.body
+            )
 
     bench_departments: list[str] = []
 
