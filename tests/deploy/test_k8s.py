@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -22,6 +23,10 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 from kcc_shared.config import Config, ConfigError
+from kcc_shared.organisation import load_organisation
+from router.model import DEMO_MODEL, RoutingModel
+
+from tests.deploy.test_dockerfile import dockerfile, substitute
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -498,6 +503,7 @@ def test_every_process_configuration_is_accepted_by_the_code(
                 else v
                 for k, v in env.items()
             }
+        env = {k: str(_installed(v) or v) for k, v in env.items()}
         try:
             config = Config.from_env(env)
         except ConfigError as exc:
@@ -564,6 +570,23 @@ def test_every_referenced_secret_and_config_map_exists_with_the_key(
                 assert key in keys, f"{container['name']}: {kind} {name} has no key {key}"
         service_account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
         assert ("ServiceAccount", service_account) in present
+
+
+def test_the_router_decides_with_the_model_its_image_installs(manifests: Manifests) -> None:
+    # The organisation file is a ConfigMap, not the packaged one: without KCC_ROUTING_MODEL the
+    # router would run on the rules alone (router.model.model_file_for).
+    (router,) = [c for d, c in manifests.containers() if d["metadata"]["name"] == "router"]
+    path = _environment(manifests, router).get("KCC_ROUTING_MODEL")
+    assert path, "the router has no KCC_ROUTING_MODEL"
+    installed = _installed(path)
+    assert installed is not None, f"{path} is not inside the image's installed packages"
+    assert installed.resolve() == DEMO_MODEL.resolve()
+    (config_map,) = [
+        d for d in manifests.of("ConfigMap") if d["metadata"]["name"].startswith("kcc-organisation")
+    ]
+    organisation = load_organisation(K8S_ORGANISATION)
+    assert config_map["data"]["organisation.yaml"] == K8S_ORGANISATION.read_text()
+    RoutingModel.load(installed).check_departments(organisation.departments)
 
 
 def test_the_organisation_config_map_is_the_shipped_default(manifests: Manifests) -> None:
@@ -879,6 +902,29 @@ def test_the_documented_operator_overlay_replaces_secrets_images_and_organisatio
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
+
+def _image_site_packages() -> str:
+    """Where the images keep the installed packages: the build stage's virtual environment
+    (copied unchanged into the runtime image) for the Python of the base image."""
+    venv = dockerfile.env("build")["UV_PROJECT_ENVIRONMENT"]
+    base = substitute(dockerfile.args["PYTHON_IMAGE"], dockerfile.args)
+    match = re.match(r"python:(\d+\.\d+)\.", base)
+    assert match is not None, f"cannot tell the Python version of {base}"
+    return f"{venv}/lib/python{match.group(1)}/site-packages/"
+
+
+def _installed(path: str) -> Path | None:
+    """A file of an installed package in the image, found in this checkout's installation of
+    the same package; None for any other path."""
+    prefix = _image_site_packages()
+    if not path.startswith(prefix):
+        return None
+    package, _, rest = path[len(prefix) :].partition("/")
+    spec = importlib.util.find_spec(package)
+    assert spec is not None, f"{package} is not installed"
+    assert spec.submodule_search_locations, f"{package} is not a package"
+    return Path(next(iter(spec.submodule_search_locations))) / rest
 
 
 def _cpu(quantity: str | int) -> float:
