@@ -55,13 +55,13 @@ def test_the_held_out_validation_figures_do_not_fall(
     demo: Decider, validation_set_path: Path
 ) -> None:
     # data/routing-validation.jsonl: written before any tuning, never trained or tuned on.
-    # Figures when it was first measured (docs/routing.md): 95.0 % right, 5.0 % wrong.
+    # Figures of the shipped model (docs/routing.md): 95.8 % right, 3.3 % wrong, 0.8 % triage.
     result = evaluate(demo, read_labelled_file(validation_set_path))
 
     overall = result.overall
     assert overall.total == 240
     assert overall.accuracy >= 0.93
-    assert overall.wrong_rate <= 0.06
+    assert overall.wrong_rate <= 0.05
     for style, tally in result.by_style.items():
         assert tally.accuracy >= 0.70, style
     # The curve trades right answers for triage: the strictest threshold sends far more to
