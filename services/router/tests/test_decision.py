@@ -36,6 +36,19 @@ def test_a_policy_rule_always_decides(decider: Decider) -> None:
     assert "'schadevergoeding'" in decision.explanation
 
 
+def test_a_policy_rule_wins_even_after_an_earlier_rule(decider: Decider, rules: RuleSet) -> None:
+    question = (
+        "We hebben een huurachterstand en er dreigt een huisuitzetting; kan er een "
+        "betalingsregeling voor de aanslag?"
+    )
+
+    decision = decider.decide(Query(question))
+
+    assert rules.route(question).department == "belastingen"  # the first rule in file order
+    assert (decision.department, decision.rule_id) == ("sociaal-domein", "sociaal-domein-crisis")
+    assert decision.apply_priority("normal") == "urgent"
+
+
 def test_the_model_chooses_between_the_departments_whose_rules_match(
     decider: Decider, rules: RuleSet
 ) -> None:

@@ -2,8 +2,9 @@
 
 How they combine (measured in docs/routing.md, on data the model never saw):
 
-1. The first matching rule is a **policy rule**: it decides ("a damage claim is juridische
-   zaken, whatever street object it mentions").
+1. A matching **policy rule** decides (the first in file order when several match): "a damage
+   claim is juridische zaken, whatever street object it mentions"; a threatened eviction is
+   sociaal domein, urgent, whatever else the question mentions.
 2. Rules of one or more departments match (or the agent chose a category): the model chooses
    among those departments, the one it finds most likely. A question about one topic with
    another as context ("net verhuisd, hoe krijg ik een parkeervergunning?") matches both, and a
@@ -168,9 +169,10 @@ class Decider:
             if prediction.department and prediction.confidence >= policy.threshold:
                 return self._by_model(prediction, instead_of=None)
             return self._by_rules(first, prediction)
-        spec = self.ruleset.rule(first.rule_id) if first.rule_id else None
-        if spec is not None and spec.policy:
-            return self._by_rules(first, prediction)
+        for candidate in found:
+            spec = self.ruleset.rule(candidate.rule_id) if candidate.rule_id else None
+            if spec is not None and spec.policy:
+                return self._by_rules(candidate, prediction)
         best = max(found, key=lambda d: prediction.probability(d.department))
         named = {d.department for d in found}
         if (
