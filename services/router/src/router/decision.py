@@ -26,11 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from kcc_shared.organisation import PRIORITIES, Organisation, Priority, PriorityChange
+from kcc_shared.organisation import Organisation, Priority, PriorityChange
 
 from router.model import Prediction, RoutingModel
 from router.rules import Decision as RuleDecision
-from router.rules import RuleSet
+from router.rules import RuleSet, apply_priority
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -90,12 +90,7 @@ class RoutingDecision:
 
     def apply_priority(self, current: str) -> Priority:
         """The request's priority after this decision (unchanged when no rule changes it)."""
-        if self.priority_change is not None:
-            return self.priority_change.apply(current)
-        for priority in PRIORITIES:
-            if priority == current:
-                return priority
-        raise ValueError(f"unknown priority {current!r}; expected one of {', '.join(PRIORITIES)}")
+        return apply_priority(self.priority_change, current)
 
 
 def _percent(value: float) -> str:

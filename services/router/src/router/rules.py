@@ -24,6 +24,7 @@ __all__ = [
     "Explanation",
     "RuleSet",
     "RuleTrace",
+    "apply_priority",
     "normalise",
     "tokens",
     "word_forms",
@@ -59,12 +60,17 @@ class Decision:
 
     def apply_priority(self, current: str) -> Priority:
         """The request's priority after this decision (unchanged when no rule changes it)."""
-        if self.priority_change is not None:
-            return self.priority_change.apply(current)
-        for priority in PRIORITIES:
-            if priority == current:
-                return priority
-        raise ValueError(f"unknown priority {current!r}; expected one of {', '.join(PRIORITIES)}")
+        return apply_priority(self.priority_change, current)
+
+
+def apply_priority(change: PriorityChange | None, current: str) -> Priority:
+    """A priority after a rule's change (unchanged without one); ValueError when unknown."""
+    if change is not None:
+        return change.apply(current)
+    for priority in PRIORITIES:
+        if priority == current:
+            return priority
+    raise ValueError(f"unknown priority {current!r}; expected one of {', '.join(PRIORITIES)}")
 
 
 @dataclass(frozen=True)
