@@ -1,5 +1,7 @@
-"""Router throughput against a no-op consume->publish->ack loop, on the real RabbitMQ; and the
-router with its learned model against the issue's budgets.
+"""The router, with the rules alone and with its model, against a no-op loop on RabbitMQ.
+
+Throughput against a no-op consume->publish->ack loop on the real RabbitMQ, and the router with
+its learned model against the issue's budgets.
 
 Usage: .venv/bin/python bench/router.py [--messages 20000] [--rounds 2] [--prefetch 200]
            [--model-messages 5000] [--mixed-messages 1200] [--latency-batches 30] [--singles 120]
