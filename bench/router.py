@@ -682,7 +682,9 @@ def main() -> None:
         rabbitmqctl("delete_vhost", vhost)
 
     def rate(name: str) -> float:
-        return float(statistics.median(r["msgs_per_s"] for r in runs if r["name"] == name))
+        return round(
+            float(statistics.median(r["msgs_per_s"] for r in runs if r["name"] == name)), 1
+        )
 
     def total(key: str, prefix: str) -> int:
         found = [r for r in runs if r["name"].startswith(prefix)]
