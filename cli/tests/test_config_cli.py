@@ -44,7 +44,7 @@ def test_check_packaged_default(runner: CliRunner) -> None:
     assert result.stdout.splitlines() == [
         f"OK: Gemeente Voorbeeldstad, {len(organisation.departments)} departments, "
         f"{len(organisation.rules)} rules, version {organisation.version}",
-        "examples: 1932 questions in voorbeeldvragen.jsonl (fewest: 189 for one department)",
+        "examples: 2449 questions in voorbeeldvragen.jsonl (fewest: 234 for one department)",
     ]
     assert re.fullmatch(r"[0-9a-f]{12}", organisation.version)
     assert result.stderr == ""

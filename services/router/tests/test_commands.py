@@ -72,7 +72,7 @@ def test_train_writes_a_model_from_examples_and_history(tmp_path: Path) -> None:
     model = RoutingModel.load(out)
     assert model.departments == ("afval", "burgerzaken")
     assert f"model {model.version} written to {out}" in result.stdout
-    assert "examples: 17 (voorbeeld 16, historie 1)" in result.stdout
+    assert "examples: 19 (voorbeeld 18, historie 1)" in result.stdout
     assert "parkeren                   0  (too few: the rules alone route here)" in result.stdout
     # History is trained on, never shown as an example to people.
     assert "r1" not in {e["id"] for e in model.header["examples"]}

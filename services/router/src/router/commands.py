@@ -130,10 +130,11 @@ def train_command(
 ) -> None:
     """Train the routing model on the organisation's example questions and its history.
 
-    Every label must name a department of the organisation file; questions labelled with the
-    fallback department are left out (triage is where the model sends what it is unsure of,
-    not something to learn). History text is redacted again before use. Nothing is written
-    when anything is wrong (exit 2).
+    Every label must name a department of the organisation file. Questions labelled with the
+    fallback department teach the model what belongs to no department (general questions,
+    questions for other organisations); besides those, triage gets what the model is unsure
+    of. History text is redacted again before use. Nothing is written when anything is wrong
+    (exit 2).
     """
     try:
         organisation = load_organisation(organisation_file)
@@ -159,8 +160,6 @@ def train_command(
         except DatasetError as exc:
             _fail(str(exc))
         for row in rows:
-            if row.department == organisation.fallback_department:
-                continue
             question = redact_bsn(row.question)[0] if source == "historie" else row.question
             examples.append(TrainingExample(row.id, question, row.department, source))
     counts = Counter(e.department for e in examples)
@@ -178,10 +177,13 @@ def train_command(
     by_source = ", ".join(f"{k} {v}" for k, v in Counter(e.source for e in examples).items())
     click.echo(f"examples: {len(examples)} ({by_source})")
     for department in sorted(organisation.departments):
-        if department == organisation.fallback_department:
-            continue
         n = counts.get(department, 0)
-        note = "" if n >= MIN_EXAMPLES_PER_DEPARTMENT else "  (too few: the rules alone route here)"
+        if department == organisation.fallback_department:
+            note = "  (the fallback: what belongs to no department)"
+        elif n < MIN_EXAMPLES_PER_DEPARTMENT:
+            note = "  (too few: the rules alone route here)"
+        else:
+            note = ""
         click.echo(f"  {department:<22}{n:>6}{note}")
 
 

@@ -94,7 +94,13 @@ class RoutingDecision:
 
 
 def _percent(value: float) -> str:
-    return f"{round(value * 100)} %"
+    # Never "100 % zeker" for a model that is not: 99.6 % shows as 99 %.
+    return f"{min(round(value * 100), 99) if value < 1 else 100} %"
+
+
+def _pointed(words: str) -> str:
+    """'container' wees / 'container' en 'kliko' wezen (Dutch verbs agree in number)."""
+    return f"{words} {'wezen' if ' en ' in words else 'wees'}"
 
 
 class Decider:
@@ -199,7 +205,7 @@ class Decider:
             model_version=self.model_version,
             confidence=round(prediction.probability(fallback), 4),
             explanation=(
-                f"{words[0].upper() + words[1:] if words else 'De vraag'} wees naar "
+                f"{_pointed(words) if words else 'De vraag wees'} naar "
                 f"{self._name(rule.department)}, maar de vraag lijkt meer op eerdere vragen voor "
                 f"{self._name(prediction.department)} ({_percent(prediction.confidence)}); "
                 f"{self._name(fallback)} kiest de afdeling"
@@ -230,9 +236,14 @@ class Decider:
     def _by_model(self, prediction: Prediction, instead_of: RuleDecision | None) -> RoutingDecision:
         name = self._name(prediction.department)
         text = f"Lijkt op eerdere vragen voor {name} ({_percent(prediction.confidence)} zeker)"
+        if prediction.department == self.organisation.fallback_department:
+            text = (
+                f"Lijkt op eerdere vragen die bij geen afdeling horen "
+                f"({_percent(prediction.confidence)} zeker); {name} helpt verder"
+            )
         if instead_of is not None:
             words = _words(instead_of, self.organisation)
-            hint = f"{words} wees" if words else "de gekozen categorie wees"
+            hint = _pointed(words) if words else "de gekozen categorie wees"
             text += (
                 f"; {hint} naar {self._name(instead_of.department)}, "
                 "maar de hele vraag lijkt daar niet op"
@@ -283,12 +294,14 @@ class Decider:
                 f"de vraag noemt {words}" if words else "de gekozen categorie"
             )
         if passed_over and prediction is not None:
-            names = [self._name(d.department) for d in passed_over]
-            others = ", ".join(names[:-1]) + " en " + names[-1] if len(names) > 1 else names[0]
-            matched = "Ook een regel voor" if len(names) == 1 else "Ook regels voor"
-            verb = "paste" if len(names) == 1 else "pasten"
+            # "voor" before every name: department names hold "en" themselves.
+            names = [f"voor {self._name(d.department)}" for d in passed_over]
+            if len(names) == 1:
+                others = f"Ook een regel {names[0]} paste"
+            else:
+                others = f"Ook regels {', '.join(names[:-1])} en {names[-1]} pasten"
             return (
-                f"{text}. {matched} {others} {verb}, maar de vraag lijkt meer op eerdere "
+                f"{text}. {others}, maar de vraag lijkt meer op eerdere "
                 f"vragen voor {name} ({_percent(prediction.probability(rule.department))})"
             )
         if prediction is not None:

