@@ -53,10 +53,10 @@ class DatasetError(ValueError):
         self.line = line
         self.message = message
         self.source = source
+        where = f"line {line}"
         if source:
+            # Line 0: the file as a whole (it could not be read).
             where = f"{source}:{line}" if line else source
-        else:
-            where = f"line {line}"
         super().__init__(f"{where}: {message}")
 
 
