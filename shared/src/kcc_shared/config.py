@@ -61,8 +61,9 @@ class Config:
         default=None,
         metadata=_doc(
             "KCC_ROUTING_MODEL",
-            "The router's model file (kcc router train); reloaded when it changes. "
-            "Unset: the rules decide alone.",
+            "The router's model file (kcc router train); reloaded when it changes. Unset: the "
+            "shipped demo organisation uses its shipped model, any other organisation file its "
+            "rules alone.",
         ),
     )
     log_level: str = field(
