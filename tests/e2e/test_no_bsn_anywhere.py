@@ -319,7 +319,12 @@ def test_no_bsn_anywhere_after_a_whole_lifecycle(stack: Stack, tap: BlockingChan
         filed = post(
             new,
             {**agent, "Idempotency-Key": str(uuid.uuid4())},
-            {"question": planted.text("question"), "category": "documenten"},
+            {
+                # A question as agents write one: the topic first, then the numbers.
+                "question": "Meneer wil een nieuw paspoort aanvragen; zijn gegevens: "
+                + planted.text("question"),
+                "category": "documenten",
+            },
             status=202,
         )
         rid = filed["id"]
@@ -348,7 +353,11 @@ def test_no_bsn_anywhere_after_a_whole_lifecycle(stack: Stack, tap: BlockingChan
         other = post(
             new,
             {**agent, "Idempotency-Key": str(uuid.uuid4())},
-            {"question": planted.text("second question"), "category": "documenten"},
+            {
+                "question": "Mevrouw is haar ID-kaart kwijt; kenmerken: "
+                + planted.text("second question"),
+                "category": "documenten",
+            },
             status=202,
         )["id"]
         wait_in_inbox(get, backoffice, staff, other)

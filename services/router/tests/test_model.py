@@ -159,7 +159,7 @@ def _arrays(path: Path) -> dict[str, np.ndarray]:
         ("text", "not a model file"),
         ("truncated", "not a model file"),
         ("no-coef", "missing coef"),
-        ("format", "model format 99, this router reads format 1"),
+        ("format", "model format 99, this router reads format 2"),
         ("nan", "values that are not finite"),
         ("shape", r"do not fit together \(corrupt file\): coef"),
         ("header", "the model header is corrupt"),

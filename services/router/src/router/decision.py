@@ -98,9 +98,14 @@ def _percent(value: float) -> str:
     return f"{min(round(value * 100), 99) if value < 1 else 100} %"
 
 
-def _pointed(words: str) -> str:
+def _pointed(words: list[str]) -> str:
     """'container' wees / 'container' en 'kliko' wezen (Dutch verbs agree in number)."""
-    return f"{words} {'wezen' if ' en ' in words else 'wees'}"
+    return f"{_listed(words)} {'wezen' if len(words) > 1 else 'wees'}"
+
+
+def _listed(words: list[str]) -> str:
+    """'a', 'b' en 'c'."""
+    return ", ".join(words[:-1]) + " en " + words[-1] if len(words) > 1 else "".join(words)
 
 
 class Decider:
@@ -290,8 +295,10 @@ class Decider:
             text = f"Gekozen categorie hoort bij {name}"
         else:
             words = _words(rule, self.organisation)
+            named = [w for w in words if not w.startswith("categorie ")]
+            chosen = [w for w in words if w.startswith("categorie ")]
             text = f"Regel voor {name}: " + (
-                f"de vraag noemt {words}" if words else "de gekozen categorie"
+                f"de vraag noemt {_listed(named)}" if named else f"de gekozen {_listed(chosen)}"
             )
         if passed_over and prediction is not None:
             # "voor" before every name: department names hold "en" themselves.
@@ -335,9 +342,9 @@ def _without(prediction: Prediction, exclude: frozenset[str]) -> Prediction:
     )
 
 
-def _words(rule: RuleDecision, organisation: Organisation) -> str:
+def _words(rule: RuleDecision, organisation: Organisation) -> list[str]:
     """The words of the question that made the rule match, quoted for people:
-    "'parkeervergunning' en 'bezoek aanmelden'"."""
+    ["'parkeervergunning'", "'bezoek aanmelden'"]; a category as "categorie '<label>'"."""
     found: list[str] = []
     for entry in rule.matched:
         kind, _, rest = entry.partition(" ")
@@ -351,6 +358,4 @@ def _words(rule: RuleDecision, organisation: Organisation) -> str:
         word = token or term
         if word and f"'{word}'" not in found:
             found.append(f"'{word}'")
-    if len(found) > 1:
-        return ", ".join(found[:-1]) + " en " + found[-1]
-    return found[0] if found else ""
+    return found

