@@ -27,6 +27,9 @@ from intake.store import RequestStore
 from kcc_shared.db import make_engine
 from kcc_shared.events import Actor, new_event
 
+# How long the whole stack may take to become ready on a busy CI machine.
+STACK_READY_SECONDS = 120.0
+
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 RABBITMQ_PROMETHEUS = "127.0.0.1:15692"  # the rabbitmq_prometheus plugin of the shared broker
@@ -285,18 +288,25 @@ def stack(
             {},
         )
 
+        checks = {
+            "intake": f"{stack.intake}/readyz",
+            **{n: f"http://127.0.0.1:{p}/readyz" for n, p in ports.items() if n != "intake"},
+            "prometheus": f"{stack.prometheus}/-/ready",
+        }
+        waiting: list[str] = []
+
         def ready() -> bool:
             stack.assert_alive()
-            return all(
-                reachable(url)
-                for url in (
-                    f"{stack.intake}/readyz",
-                    *(f"http://127.0.0.1:{p}/readyz" for n, p in ports.items() if n != "intake"),
-                    f"{stack.prometheus}/-/ready",
-                )
-            )
+            waiting[:] = [name for name, url in checks.items() if not reachable(url)]
+            return not waiting
 
-        wait_for(ready, timeout=30, interval=0.2)
+        # Each process answers its own readiness check; the bound is for a loaded 2-core
+        # machine (six processes start at once beside other test files), and an expiry says
+        # which of them was not ready.
+        try:
+            wait_for(ready, timeout=STACK_READY_SECONDS, interval=0.2)
+        except pytest.fail.Exception:
+            pytest.fail(f"not ready within {STACK_READY_SECONDS}s: {', '.join(waiting)}")
         yield stack
     finally:
         stack.stop()
