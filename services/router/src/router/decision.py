@@ -211,9 +211,9 @@ class Decider:
             confidence=round(prediction.probability(fallback), 4),
             explanation=(
                 f"{_pointed(words) if words else 'De vraag wees'} naar "
-                f"{self._name(rule.department)}, maar de vraag lijkt meer op eerdere vragen voor "
-                f"{self._name(prediction.department)} ({_percent(prediction.confidence)}); "
-                f"{self._name(fallback)} kiest de afdeling"
+                f"{self.name(rule.department)}, maar de vraag lijkt meer op eerdere vragen voor "
+                f"{self.name(prediction.department)} ({_percent(prediction.confidence)}); "
+                f"{self.name(fallback)} kiest de afdeling"
             ),
             similar=(),
         )
@@ -239,7 +239,7 @@ class Decider:
         )
 
     def _by_model(self, prediction: Prediction, instead_of: RuleDecision | None) -> RoutingDecision:
-        name = self._name(prediction.department)
+        name = self.name(prediction.department)
         text = f"Lijkt op eerdere vragen voor {name} ({_percent(prediction.confidence)} zeker)"
         if prediction.department == self.organisation.fallback_department:
             text = (
@@ -250,7 +250,7 @@ class Decider:
             words = _words(instead_of, self.organisation)
             hint = _pointed(words) if words else "de gekozen categorie wees"
             text += (
-                f"; {hint} naar {self._name(instead_of.department)}, "
+                f"; {hint} naar {self.name(instead_of.department)}, "
                 "maar de hele vraag lijkt daar niet op"
             )
         return RoutingDecision(
@@ -268,7 +268,8 @@ class Decider:
 
     # -- explanations ----------------------------------------------------------------------------
 
-    def _name(self, department: str) -> str:
+    def name(self, department: str) -> str:
+        """A department's name for people (its id only if the organisation lacks it)."""
         known = self.organisation.departments.get(department)
         return known.name if known is not None else department
 
@@ -278,7 +279,7 @@ class Decider:
         prediction: Prediction | None,
         passed_over: Sequence[RuleDecision] = (),
     ) -> str:
-        name = self._name(rule.department)
+        name = self.name(rule.department)
         if rule.reason == "fallback":
             if prediction is None or prediction.confidence == 0:
                 return (
@@ -289,7 +290,7 @@ class Decider:
             return (
                 f"Geen regel herkende de vraag en het model was niet zeker genoeg "
                 f"(hoogstens {_percent(prediction.confidence)}, voor "
-                f"{self._name(prediction.department)}); {name} kiest de afdeling"
+                f"{self.name(prediction.department)}); {name} kiest de afdeling"
             )
         if rule.reason == "category" and rule.rule_id is None:
             text = f"Gekozen categorie hoort bij {name}"
@@ -302,7 +303,7 @@ class Decider:
             )
         if passed_over and prediction is not None:
             # "voor" before every name: department names hold "en" themselves.
-            names = [f"voor {self._name(d.department)}" for d in passed_over]
+            names = [f"voor {self.name(d.department)}" for d in passed_over]
             if len(names) == 1:
                 others = f"Ook een regel {names[0]} paste"
             else:
@@ -316,7 +317,7 @@ class Decider:
                 text += f"; het model is het ermee eens ({_percent(prediction.confidence)} zeker)"
             else:
                 text += (
-                    f"; het model dacht eerder aan {self._name(prediction.department)} "
+                    f"; het model dacht eerder aan {self.name(prediction.department)} "
                     f"({_percent(prediction.confidence)})"
                 )
         return text

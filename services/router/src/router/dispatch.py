@@ -155,8 +155,8 @@ def _rerouted(
             decider,
             decider_name="staff",
             explanation=(
-                f"Doorgestuurd door {_name(from_department, decider)} naar "
-                f"{_name(to_department, decider)}"
+                f"Doorgestuurd door {decider.name(from_department)} naar "
+                f"{decider.name(to_department)}"
             ),
         )
 
@@ -178,8 +178,8 @@ def _rerouted(
             decider,
             decider_name="fallback",
             explanation=(
-                f"Doorgestuurd door {_name(from_department, decider)} zonder vraagtekst; "
-                f"{_name(department, decider)} kiest de afdeling"
+                f"Doorgestuurd door {decider.name(from_department)} zonder vraagtekst; "
+                f"{decider.name(department)} kiest de afdeling"
             ),
         )
     routed = _from_decision(
@@ -187,7 +187,7 @@ def _rerouted(
     )
     routed["reason"] = "forward"
     routed["explanation"] = (
-        f"Doorgestuurd door {_name(from_department, decider)}. {decision.explanation}"
+        f"Doorgestuurd door {decider.name(from_department)}. {decision.explanation}"
     )
     return routed
 
@@ -237,11 +237,6 @@ def _from_decision(
         "handoff_count": handoff_count,
         "matched": list(decision.matched),
     }
-
-
-def _name(department: str, decider: Decider) -> str:
-    known = decider.organisation.departments.get(department)
-    return known.name if known is not None else department
 
 
 def _check_known(department: str, decider: Decider) -> None:
