@@ -33,13 +33,13 @@ from typing import Any
 
 import pika
 import psycopg
+from kcc_shared.clocks import business_us_since_epoch
 from kcc_shared.config import Config
 from kcc_shared.events import Actor, Event, new_event
 from kcc_shared.organisation import load_organisation
 from kcc_shared.publisher import connection_factory
 from kcc_shared.topology import declare, service_queue
 from sla_monitor.app import create_app, store_of
-from sla_monitor.clocks import business_us_since_epoch
 from sla_monitor.store import clocks_table, open_counts_table, processed, requests_table
 from sla_monitor.worker import QUEUE, SlaMonitor
 from sqlalchemy import delete, func, insert, select

@@ -6,9 +6,9 @@ import itertools
 import random
 
 import pytest
+from kcc_shared.clocks import Clock, HistoryEvent, derive, due_notices, next_due, percentile
 from kcc_shared.events import Event
 from kcc_shared.organisation import Organisation
-from sla_monitor.clocks import Clock, HistoryEvent, derive, due_notices, next_due, percentile
 
 from .conftest import Events, local
 

@@ -10,6 +10,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from kcc_shared.clocks import (
+    CLOCK_EVENT_TYPES,
+    US,
+    Clock,
+    Derived,
+    HistoryEvent,
+    business_origin_us,
+    business_us_since_epoch,
+    derive,
+    due_notices,
+    next_due,
+    percentile,
+)
 from kcc_shared.consumer import processed_events_table
 from kcc_shared.db import UtcDateTime, create_schema, is_postgres, write
 from kcc_shared.events import SYSTEM, Event, derived_event_id, new_event
@@ -39,19 +52,6 @@ from sqlalchemy import (
 )
 
 from sla_monitor import metrics
-from sla_monitor.clocks import (
-    CLOCK_EVENT_TYPES,
-    US,
-    Clock,
-    Derived,
-    HistoryEvent,
-    business_origin_us,
-    business_us_since_epoch,
-    derive,
-    due_notices,
-    next_due,
-    percentile,
-)
 from sla_monitor.metrics import OPEN_STATES, OpenFigures
 
 __all__ = ["WINDOWS", "SlaStore", "metadata"]

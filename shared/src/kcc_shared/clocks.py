@@ -1,4 +1,7 @@
-"""The clock model: per-department SLA clocks derived from a request's event history."""
+"""The clock model: per-department SLA clocks derived from a request's event history.
+
+Shared because the SLA monitor times every handoff with it and the desk tells the KCC-medewerker
+when the citizen can expect an answer from the same clocks."""
 
 from __future__ import annotations
 
