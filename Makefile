@@ -37,8 +37,23 @@ test-faults: install
 
 ## A person's path through the pages in headless Chromium (Debian package chromium, driven by
 ## Playwright) against a running `kcc dev`; screenshots land in var/artefacts/browser/.
-test-browser: install
+test-browser: install axe-core
 	$(PYTEST) -m browser -q tests/browser
+
+## axe-core, the accessibility checker the browser tests run on every page state: npm package,
+## pinned by version and checksum, unpacked into var/ (not committed).
+AXE := var/axe-core/axe.min.js
+AXE_TGZ := var/axe-core/axe-core-4.11.1.tgz
+AXE_SHA256 := 5b86f813d96904f2d925fed5715877c75fc1cc140f89565fb42145e7801b2305
+.PHONY: axe-core
+axe-core: $(AXE)
+
+$(AXE):
+	@mkdir -p $(@D)
+	npm pack --silent --pack-destination $(@D) axe-core@4.11.1 >/dev/null
+	echo "$(AXE_SHA256)  $(AXE_TGZ)" | sha256sum --check --quiet
+	tar -xzOf $(AXE_TGZ) package/axe.min.js > $@.tmp
+	mv $@.tmp $@
 
 ## Prometheus config, rules and their promtool unit tests (promtool: Debian package prometheus).
 test-rules:

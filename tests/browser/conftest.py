@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -12,7 +13,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTEFACTS = REPO_ROOT / "var" / "artefacts" / "browser"
+# Installed by `make axe-core` (npm package, pinned by checksum).
+AXE_SCRIPT = REPO_ROOT / "var" / "axe-core" / "axe.min.js"
+# WCAG 2.0/2.1/2.2 A and AA (2.2 AA brings target-size) plus axe's best practices.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
 # Debian's chromium, never a downloaded one; quiet (no update checks, sync or QUIC probes).
 CHROMIUM_ARGS = [
     "--headless",
@@ -158,10 +163,56 @@ class Screenshots:
         return path
 
 
+class Axe:
+    """axe-core on a page state: no critical or serious violation, or the test fails naming
+    each rule, its help text and the elements. Every finding (moderate and minor too) is kept
+    in var/artefacts/browser/axe-<name>.json."""
+
+    def __init__(self, script: str, folder: Path) -> None:
+        self.script = script
+        self.folder = folder
+        self.checked: list[str] = []
+
+    def check(self, page: Page, name: str) -> list[dict[str, Any]]:
+        if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+            # Evaluated, not added as a <script>: the pages' Content-Security-Policy rightly
+            # refuses inline scripts, and the browser tests keep that policy on.
+            page.evaluate(self.script)
+        result = page.evaluate(
+            "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", AXE_TAGS
+        )
+        violations: list[dict[str, Any]] = result["violations"]
+        (self.folder / f"axe-{name}.json").write_text(json.dumps(violations, indent=2))
+        self.checked.append(name)
+        blocking = [v for v in violations if v.get("impact") in ("critical", "serious")]
+        assert not blocking, f"axe-core on {name!r} ({page.url}):\n" + "\n".join(
+            f"- {v['impact']} {v['id']}: {v['help']} "
+            f"({', '.join(str(n['target']) for n in v['nodes'][:5])})"
+            for v in blocking
+        )
+        return violations
+
+
 @pytest.fixture
-def screenshots() -> Screenshots:
+def axe() -> Axe:
+    """The accessibility check for every page state a journey shows (see Axe)."""
+    if not AXE_SCRIPT.is_file():
+        _unavailable(f"axe-core is not installed at {AXE_SCRIPT} (run `make axe-core`)")
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    return Axe(AXE_SCRIPT.read_text(), ARTEFACTS)
+
+
+def log_in(page: Page, server: DevServer, user: str) -> None:
+    """Log ``page`` in as a demo user with the login link `kcc dev` printed for them."""
+    page.goto(server.login_links[user])
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Screenshots:
+    """A folder of pictures per test (var/artefacts/browser/<test>/)."""
+    folder = ARTEFACTS / request.node.name.split("[")[0]
+    folder.mkdir(parents=True, exist_ok=True)
     # Only this run's pictures: a stale one from an earlier run would mislead.
-    for old in ARTEFACTS.glob("*.png"):
+    for old in folder.glob("*.png"):
         old.unlink()
-    return Screenshots(ARTEFACTS)
+    return Screenshots(folder)

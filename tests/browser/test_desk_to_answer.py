@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from playwright.sync_api import BrowserContext, Page
 
-    from tests.browser.conftest import DevServer, Screenshots
+    from tests.browser.conftest import Axe, DevServer, Screenshots
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -46,6 +46,7 @@ def test_question_from_desk_to_answer_rating_and_sla_overview(
     dev_server: DevServer,
     browser: BrowserContext,
     screenshots: Screenshots,
+    axe: Axe,
     wait_for: Callable[..., None],
 ) -> None:
     # Imported here: without playwright the fixtures skip (or fail in CI) with a clear reason.
@@ -67,10 +68,12 @@ def test_question_from_desk_to_answer_rating_and_sla_overview(
         agent.goto(f"{base}/")
         expect(agent.get_by_role("heading", name="KCC kennisvragen")).to_be_visible()
         screenshots.take(agent, "startpagina")
+        axe.check(agent, "startpagina")
         agent.get_by_role("link", name="inloggen als agent-anna").click()
         expect(agent).to_have_url(f"{base}/balie")
         expect(agent.get_by_text("Ingelogd als agent-anna")).to_be_visible()
         screenshots.take(agent, "balie")
+        axe.check(agent, "balie")
 
         agent.get_by_label("Vraag van de inwoner").fill(question)
         agent.get_by_label("Prioriteit").select_option(label="Hoog")
@@ -82,6 +85,7 @@ def test_question_from_desk_to_answer_rating_and_sla_overview(
         # The routing arrives live too; the page says where the question went.
         expect(agent.get_by_text("Afvalinzameling").first).to_be_visible()
         screenshots.take(agent, "vraag-verstuurd")
+        axe.check(agent, "vraag-verstuurd")
         # Set on this page only: still there later means the page was never reloaded.
         agent.evaluate("window.kccZelfdePagina = true")
 
@@ -100,6 +104,7 @@ def test_question_from_desk_to_answer_rating_and_sla_overview(
 
         wait_for(listed, timeout=60, interval=0.5)
         screenshots.take(staff, "inbox")
+        axe.check(staff, "inbox")
         in_inbox.click()
         expect(staff.get_by_role("heading", name="Vraag van het KCC")).to_be_visible()
         expect(staff.locator("blockquote")).to_contain_text(marker)
@@ -112,6 +117,7 @@ def test_question_from_desk_to_answer_rating_and_sla_overview(
         expect(staff.get_by_text("Je hebt de vraag opgepakt.")).to_be_visible()
         staff.get_by_label("Antwoord voor het KCC").fill(ANSWER)
         screenshots.take(staff, "antwoord-schrijven")
+        axe.check(staff, "antwoord-schrijven")
         staff.get_by_role("button", name="Antwoord versturen").click()
         expect(staff.get_by_text("Je antwoord is verstuurd naar het KCC.")).to_be_visible()
         screenshots.take(staff, "antwoord-verstuurd")
@@ -123,6 +129,7 @@ def test_question_from_desk_to_answer_rating_and_sla_overview(
         assert agent.evaluate("window.kccZelfdePagina") is True, "the page was reloaded"
         assert agent.url == request_url
         screenshots.take(agent, "antwoord-op-de-balie")
+        axe.check(agent, "antwoord-op-de-balie")
 
         agent.get_by_label("5", exact=True).check()
         agent.get_by_label("Bedank de afdeling").check()
@@ -136,6 +143,7 @@ def test_question_from_desk_to_answer_rating_and_sla_overview(
             agent.get_by_text(re.compile("^Regel voor Afvalinzameling: de vraag noemt")).first
         ).to_be_visible()
         screenshots.take(agent, "beoordeeld")
+        axe.check(agent, "beoordeeld")
 
         # The SLA overview (staff-femke's login link logged her in there too) counts the
         # rated request for the afval department.
@@ -160,3 +168,4 @@ def test_question_from_desk_to_answer_rating_and_sla_overview(
         expect(cells.nth(1)).to_have_text("100,0 %")
         expect(cells.nth(4)).to_have_text("100,0 %")
         screenshots.take(sla, "sla-overzicht")
+        axe.check(sla, "sla-overzicht")
