@@ -69,6 +69,7 @@ from typing import Any
 from kcc_shared.events import Actor, derived_event_id, new_event
 from kcc_shared.organisation import load_organisation
 from kcc_shared.publisher import Outgoing, Publisher, connection_factory
+from kcc_shared.text import looks_english
 from kcc_shared.topology import declare, department_queue, routed_key, service_queue
 from kombu.connection import Connection
 from kombu.message import Message
@@ -76,7 +77,6 @@ from kombu.messaging import Consumer
 from router.decision import Decider, Query
 from router.model import DEMO_MODEL, RoutingModel
 from router.rules import RuleSet
-from router.text import looks_english
 from router.worker import DEFAULT_IDLE_TIMEOUT, RouterWorker, _Delivery
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from kcc_shared.examples import LabelledQuestion, read_labelled_file
 from kcc_shared.organisation import Organisation, load_organisation
+from kcc_shared.text import normalise, word_forms
 from router.decision import Decider
 from router.evaluation import evaluate
 from router.rules import RuleSet
-from router.text import normalise, word_forms
 
 SLA = """\
     sla:

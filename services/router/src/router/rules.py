@@ -14,8 +14,7 @@ from kcc_shared.organisation import (
     PriorityChange,
     RuleSpec,
 )
-
-from router.text import normalise, tokens, word_forms
+from kcc_shared.text import normalise, tokens, word_forms
 
 __all__ = [
     "COMPOUND_MIN_LENGTH",

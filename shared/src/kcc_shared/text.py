@@ -1,4 +1,5 @@
-"""Dutch question text as the router reads it: words without case or accents, word forms."""
+"""Dutch question text as the router and the similar-question search read it: words without
+case or accents, word forms."""
 
 from __future__ import annotations
 
