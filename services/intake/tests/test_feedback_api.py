@@ -93,6 +93,7 @@ def test_the_agent_reads_department_question_and_answer(
     assert timeline[1]["details"]["department"] == "belastingen"
     assert set(timeline[1]["details"]) <= {
         "department",
+        "priority",
         "from_department",
         "handoff_count",
         "reason",
@@ -344,11 +345,27 @@ def test_rating_before_the_answer_is_409(
 # -- who may ----------------------------------------------------------------------------------
 
 
+def test_a_teammate_answers_the_clarification_and_is_recorded_as_who_answered(
+    client: FlaskClient, asking: str, teammate_token: str
+) -> None:
+    # The colleague who filed it went home: a teammate answers for them.
+    response = client.post(
+        f"/api/v1/requests/{asking}/clarification",
+        json={"text": "Ja, mevrouw heeft bijstand."},
+        headers=bearer(teammate_token),
+    )
+    assert response.status_code == 200
+    assert response.json["agent_id"] == "agent-anna"
+    clarified = response.json["timeline"][-1]
+    assert clarified["type"] == "request.clarified"
+    assert clarified["actor"] == {"kind": "agent", "id": "agent-bram"}
+
+
 @pytest.mark.parametrize(
     ("action", "body"),
     [("clarification", {"text": "Ja"}), ("rating", {"score": 5})],
 )
-def test_only_the_owner_acts_and_others_learn_nothing(
+def test_only_the_owner_or_team_acts_and_others_learn_nothing(
     client: FlaskClient,
     asking: str,
     answered: str,
@@ -369,7 +386,9 @@ def test_only_the_owner_acts_and_others_learn_nothing(
         f"/api/v1/requests/{uuid.uuid4()}/{action}", json=body, headers=bearer(other_agent_token)
     )
     assert unknown.json == other.json
-    assert client.post(url, json=body, headers=bearer(teammate_token)).status_code == 403
+    if action == "rating":
+        # A clarification a teammate may answer (see above); a rating is the filer's own.
+        assert client.post(url, json=body, headers=bearer(teammate_token)).status_code == 403
     assert client.post(url, json=body, headers=bearer(ops_token)).status_code == 403
     assert client.post(url, json=body, headers=bearer(staff_token)).status_code == 403
     assert client.post(url, json=body).status_code == 401

@@ -16,6 +16,7 @@ from kcc_shared.privacy import contains_bsn, redact_bsn
 from kcc_shared.problems import Problem
 from marshmallow import RAISE
 
+from intake.expectation import as_json, expected_answer
 from intake.metrics import (
     CLARIFICATIONS,
     IDEMPOTENT_REPLAYS,
@@ -26,6 +27,8 @@ from intake.metrics import (
     SERVICE,
     STREAMS_REFUSED,
 )
+from intake.reference import Reference, looks_like_reference
+from intake.reference import parse as parse_reference
 from intake.schemas import (
     CancelSchema,
     CatalogSchema,
@@ -99,6 +102,10 @@ def _context() -> IntakeContext:
 
 def _with_links(request_: Request) -> dict[str, Any]:
     body = dict(request_.__dict__)
+    context = _context()
+    body["expected_answer"] = as_json(
+        expected_answer(request_, context.organisation, context.store.now())
+    )
     body["links"] = {
         "self": url_for("requests.RequestView", request_id=request_.id),
         "cancel": url_for("requests.CancelView", request_id=request_.id),
@@ -279,7 +286,11 @@ class RequestsView(MethodView):
     @requests_blp.response(200, RequestPageSchema)
     @errors(requests_blp, 401, 403)
     def get(self, args: dict[str, Any]) -> Any:
-        """List my requests (or my team's, or all for operators), newest first."""
+        """List my requests (or my team's, or all for operators), newest first.
+
+        Search with `q` (words in the question or citizen reference, or a whole reference),
+        `reference` or `citizen_ref`.
+        """
         principal = current_principal()
         if args["scope"] == "all" and not principal.is_operator:
             raise InvalidInput("scope=all is for operators", errors={"scope": ["Not allowed."]})
@@ -290,6 +301,9 @@ class RequestsView(MethodView):
             scope=args["scope"],
             statuses=args["status"],
             priority=args["priority"],
+            text=None if args["q"] is None or looks_like_reference(args["q"]) else args["q"],
+            reference=_reference_of(args),
+            citizen_ref=args["citizen_ref"],
             page=args["page"],
             page_size=args["page_size"],
         )
@@ -299,6 +313,15 @@ class RequestsView(MethodView):
             "page": page.page,
             "page_size": page.page_size,
         }
+
+
+def _reference_of(args: Mapping[str, Any]) -> Reference | None:
+    """?reference=, or ?q= when it is one (the schema refused malformed ones)."""
+    if args["reference"] is not None:
+        return parse_reference(args["reference"])
+    if args["q"] is not None and looks_like_reference(args["q"]):
+        return parse_reference(args["q"])
+    return None
 
 
 @requests_blp.route("/<uuid:request_id>")
@@ -341,7 +364,8 @@ class ClarificationView(MethodView):
     def post(self, args: dict[str, Any], request_id: Any) -> Any:
         """Answer the department's clarification question (only while it is open: else 409).
 
-        Only the agent who filed the request; the department gets `request.clarified` and the
+        The agent who filed the request or a teammate (who takes over when a shift ended; the
+        event's actor records who answered); the department gets `request.clarified` and the
         request goes back to whoever asked.
         """
         return _with_links(clarify(_context(), current_principal(), str(request_id), args["text"]))

@@ -23,6 +23,9 @@ from marshmallow import (
     validates_schema,
 )
 
+from intake.reference import MalformedReference, looks_like_reference
+from intake.reference import parse as parse_reference
+
 STATUSES = (
     "submitted",
     "routed",
@@ -33,6 +36,7 @@ STATUSES = (
     "cancelled",
 )
 QUESTION_MIN_LENGTH = 10
+SEARCH_MAX_LENGTH = 200
 PAGE_SIZE_MAX = 100
 
 
@@ -175,8 +179,47 @@ class RequestQueryArgsSchema(_Strict):
         validate=validate.OneOf(("mine", "team", "all")),
         metadata={"description": "mine (default), team (the agent's team), all (ops/admin)."},
     )
+    q = fields.String(
+        load_default=None,
+        validate=validate.Length(min=2, max=SEARCH_MAX_LENGTH),
+        metadata={
+            "description": "Words in the question or the citizen reference (any case). Text "
+            "that starts like a reference (KV-2026-...) must be a whole one, else 400."
+        },
+    )
+    reference = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=SEARCH_MAX_LENGTH),
+        metadata={
+            "description": "One request by its reference, e.g. KV-2026-004217 (any case, "
+            "leading zeros optional); a malformed reference is 400.",
+            "example": "KV-2026-004217",
+        },
+    )
+    citizen_ref = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "Requests with exactly this citizen reference."},
+    )
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
     page_size = fields.Integer(load_default=25, validate=validate.Range(min=1, max=PAGE_SIZE_MAX))
+
+    @validates("reference")
+    def _a_reference(self, value: str | None, **_: object) -> None:
+        if value is None:
+            return
+        try:
+            parse_reference(value)
+        except MalformedReference as exc:
+            raise ValidationError(str(exc).capitalize() + ".") from None
+
+    @validates("q")
+    def _whole_reference(self, value: str | None, **_: object) -> None:
+        if value is not None and looks_like_reference(value):
+            try:
+                parse_reference(value)
+            except MalformedReference as exc:
+                raise ValidationError(str(exc).capitalize() + ".") from None
 
 
 class ActorSchema(Schema):
@@ -208,11 +251,53 @@ class LinksSchema(Schema):
     rating = fields.String()
 
 
+class ExpectedAnswerSchema(Schema):
+    class Meta:
+        ordered = True
+
+    state = fields.String(
+        metadata={
+            "enum": ["pending", "on_time", "late", "paused", "no_norm", "answered", "cancelled"],
+            "description": "pending: not routed yet; on_time/late: the department's clock "
+            "runs; paused: it stands still until the clarification is answered; no_norm: the "
+            "department has no target; answered/cancelled: when that happened is in text.",
+        }
+    )
+    text = fields.String(
+        metadata={
+            "description": "In Dutch, to read out to the citizen.",
+            "example": "Uiterlijk donderdag 3 december vóór 12:00",
+        }
+    )
+    due = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "When the answer is due (clock running)."}
+    )
+    business_seconds_left = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Business seconds left on the clock (negative: late)."},
+    )
+
+
 class RequestSchema(Schema):
     class Meta:
         ordered = True
 
     id = fields.String()
+    reference = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Short reference to read out (prefix, year, number per year), "
+            "given at filing.",
+            "example": "KV-2026-004217",
+        },
+    )
+    expected_answer = fields.Nested(
+        ExpectedAnswerSchema,
+        metadata={
+            "description": "When the citizen can expect an answer, from the department's "
+            "SLA clock in its business time."
+        },
+    )
     status = fields.String(metadata={"enum": list(STATUSES)})
     question = fields.String()
     category = fields.String(allow_none=True)

@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from kcc_shared.auth import Principal
 from kcc_shared.consumer import processed_events_table
@@ -36,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from intake.reference import Reference
 from intake.view import OPEN, fold, order_key
 
 metadata = MetaData()
@@ -96,6 +98,28 @@ updates_table = Table(
     sqlite_autoincrement=True,
 )
 
+# The short reference read out on the phone (intake/reference.py): one per request, given at
+# filing. Its own table, so a database created before references existed gains it with the
+# other missing tables (create_schema), and its requests get theirs then (backfill).
+references_table = Table(
+    "request_references",
+    metadata,
+    Column("request_id", String(36), ForeignKey("requests.id"), primary_key=True),
+    Column("year", Integer, nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("reference", String(24), nullable=False, unique=True),
+    UniqueConstraint("year", "number", name="uq_request_references_year_number"),
+)
+# The last number handed out per year. Taking the next one updates this row, which locks it
+# until commit (PostgreSQL; SQLite writers are serialised anyway): concurrent filings get
+# distinct, gapless numbers, and a rolled-back filing gives its number back.
+reference_counters = Table(
+    "reference_counters",
+    metadata,
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("last", Integer, nullable=False),
+)
+
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
 
@@ -105,6 +129,10 @@ OPEN_STATUSES = OPEN
 # hands out numbers at insert, not at commit, so without it seq 12 could become visible before
 # seq 11 and a stream that already sent 12 would never send 11. SQLite writers are serialised.
 _FEED_LOCK_KEY = 0x4B4343_0001
+_BACKFILL_LOCK_KEY = 0x4B4343_0002
+# A filing retried after losing the race for a new year's counter row (see _assign_reference).
+_FILING_ATTEMPTS = 3
+LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 
 
 class RequestNotFound(LookupError):
@@ -200,6 +228,8 @@ class Request:
     answer: str | None
     created_at: datetime
     updated_at: datetime
+    # None only for a request whose filing is still being written (never shown).
+    reference: str | None = None
     timeline: list[TimelineEntry] = field(default_factory=list)
 
 
@@ -243,6 +273,8 @@ _TIMELINE_DETAILS: dict[str, tuple[str, ...]] = {
     "request.submitted": ("priority", "channel", "category"),
     "request.routed": (
         "department",
+        # The priority the department's clocks run on (a rule may have raised it).
+        "priority",
         "from_department",
         "handoff_count",
         "reason",
@@ -283,6 +315,48 @@ class RequestStore:
 
     def create_schema(self) -> None:
         create_schema(self.engine, metadata)
+        self._backfill_references()
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def _backfill_references(self) -> None:
+        """Give requests filed before references existed theirs, oldest first (one pass)."""
+        t, r = requests_table, references_table
+        with write(self.engine) as connection:
+            if is_postgres(self.engine):
+                # Workers starting at once: one gives the numbers, the others then find none.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _BACKFILL_LOCK_KEY}
+                )
+            rows = connection.execute(
+                select(t.c.id, t.c.created_at)
+                .select_from(t.outerjoin(r, r.c.request_id == t.c.id))
+                .where(r.c.request_id.is_(None))
+                .order_by(t.c.created_at, t.c.id)
+            ).all()
+            for row in rows:
+                self._assign_reference(connection, row.id, row.created_at)
+
+    def _assign_reference(self, connection: Connection, request_id: str, filed: datetime) -> str:
+        """The next number of the filing's year (Dutch time), stored for the request."""
+        year = filed.astimezone(LOCAL).year
+        c = reference_counters
+        taken = connection.execute(
+            update(c).where(c.c.year == year).values(last=c.c.last + 1)
+        ).rowcount
+        if taken == 0:
+            # The year's first: a concurrent first filing makes one of the two inserts fail
+            # (primary key) and that filing is retried by the caller as a whole.
+            connection.execute(insert(c).values(year=year, last=1))
+        number = connection.execute(select(c.c.last).where(c.c.year == year)).scalar_one()
+        reference = str(Reference(year, int(number)))
+        connection.execute(
+            insert(references_table).values(
+                request_id=request_id, year=year, number=number, reference=reference
+            )
+        )
+        return reference
 
     def submit(
         self, agent: Principal, new: NewRequest, idempotency_key: str | None = None
@@ -311,35 +385,22 @@ class RequestStore:
                 "tags": list(new.tags),
             },
         )
-        try:
-            with write(self.engine) as connection:
-                connection.execute(
-                    insert(requests_table).values(
-                        id=request_id,
-                        agent_id=agent.user_id,
-                        team=agent.team,
-                        question=new.question,
-                        category=new.category,
-                        priority=new.priority,
-                        channel=new.channel,
-                        citizen_ref=new.citizen_ref,
-                        tags=json.dumps(list(new.tags)),
-                        status="submitted",
-                        created_at=now,
-                        updated_at=now,
-                        idempotency_key=digest,
-                        fingerprint=fingerprint,
-                    )
+        for attempt in range(_FILING_ATTEMPTS):
+            try:
+                reference = self._file(request_id, agent, new, now, digest, fingerprint, event)
+                break
+            except IntegrityError:
+                # A concurrent retry with the same key won the race: answer with its request.
+                existing = (
+                    self._by_idempotency_key(agent.user_id, idempotency_key)
+                    if idempotency_key is not None
+                    else None
                 )
-                self._record(connection, event, agent.user_id)
-        except IntegrityError:
-            # A concurrent retry with the same key won the race: answer with its request.
-            if idempotency_key is None:
-                raise
-            existing = self._by_idempotency_key(agent.user_id, idempotency_key)
-            if existing is None:
-                raise
-            return self._replay(existing, fingerprint)
+                if existing is not None:
+                    return self._replay(existing, fingerprint)
+                # Else two first filings of a year raced for its counter row: file again.
+                if attempt == _FILING_ATTEMPTS - 1:
+                    raise
         # Built from what was just written: re-reading would cost two more queries per POST.
         request = Request(
             id=request_id,
@@ -356,9 +417,44 @@ class RequestStore:
             answer=None,
             created_at=now,
             updated_at=now,
+            reference=reference,
             timeline=[_timeline_entry(event)],
         )
         return Submission(request, replayed=False)
+
+    def _file(
+        self,
+        request_id: str,
+        agent: Principal,
+        new: NewRequest,
+        now: datetime,
+        digest: str | None,
+        fingerprint: str,
+        event: Event,
+    ) -> str:
+        """One transaction: the request, its reference, its timeline entry and outbox row."""
+        with write(self.engine) as connection:
+            connection.execute(
+                insert(requests_table).values(
+                    id=request_id,
+                    agent_id=agent.user_id,
+                    team=agent.team,
+                    question=new.question,
+                    category=new.category,
+                    priority=new.priority,
+                    channel=new.channel,
+                    citizen_ref=new.citizen_ref,
+                    tags=json.dumps(list(new.tags)),
+                    status="submitted",
+                    created_at=now,
+                    updated_at=now,
+                    idempotency_key=digest,
+                    fingerprint=fingerprint,
+                )
+            )
+            reference = self._assign_reference(connection, request_id, now)
+            self._record(connection, event, agent.user_id)
+        return reference
 
     def _replay(self, existing: tuple[str, str], fingerprint: str) -> Submission:
         request_id, stored_fingerprint = existing
@@ -430,7 +526,7 @@ class RequestStore:
         """The request with its timeline; RequestNotFound if absent or not the viewer's."""
         t = requests_table
         with self.engine.connect() as connection:
-            row = connection.execute(select(t).where(t.c.id == request_id)).first()
+            row = connection.execute(_with_reference().where(t.c.id == request_id)).first()
             if row is None or (viewer is not None and not _may_view(viewer, row)):
                 raise RequestNotFound(request_id)
             timeline = _load_timeline(connection, request_id)
@@ -443,12 +539,21 @@ class RequestStore:
         *,
         scope: str = "mine",
         statuses: Sequence[str] = (),
+        excluded: Sequence[str] = (),
         priority: str | None = None,
+        text: str | None = None,
+        reference: Reference | None = None,
+        citizen_ref: str | None = None,
         page: int = 1,
         page_size: int = 25,
     ) -> Page:
-        t = requests_table
-        query = select(t)
+        """Newest first, each with its timeline (what the expected answer time is read from).
+
+        ``text`` finds the words in the question or the citizen reference (any case),
+        ``reference`` one request by its reference, ``citizen_ref`` by that reference exactly.
+        """
+        t, r = requests_table, references_table
+        query = _with_reference()
         if scope == "all" and viewer.is_operator:
             pass
         elif scope == "team" and viewer.team is not None:
@@ -457,8 +562,20 @@ class RequestStore:
             query = query.where(t.c.agent_id == viewer.user_id)
         if statuses:
             query = query.where(t.c.status.in_(statuses))
+        if excluded:
+            query = query.where(t.c.status.not_in(excluded))
         if priority:
             query = query.where(t.c.priority == priority)
+        if reference is not None:
+            query = query.where(r.c.year == reference.year, r.c.number == reference.number)
+        if citizen_ref:
+            query = query.where(t.c.citizen_ref == citizen_ref)
+        if text:
+            words = text.lower()
+            query = query.where(
+                func.lower(t.c.question).contains(words, autoescape=True)
+                | func.lower(t.c.citizen_ref).contains(words, autoescape=True)
+            )
         with self.engine.connect() as connection:
             total = connection.execute(
                 select(func.count()).select_from(query.subquery())
@@ -468,7 +585,23 @@ class RequestStore:
                 .limit(page_size)
                 .offset((page - 1) * page_size)
             ).all()
-        return Page([_request(r) for r in rows], int(total), page, page_size)
+            timelines = _load_timelines(connection, [row.id for row in rows])
+        items = [
+            Request(**{**_request(row).__dict__, "timeline": timelines.get(row.id, [])})
+            for row in rows
+        ]
+        return Page(items, int(total), page, page_size)
+
+    def count(self, viewer: Principal, status: str, *, scope: str = "mine") -> int:
+        """How many of the viewer's (or the team's) requests are in ``status``."""
+        t = requests_table
+        query = select(func.count()).select_from(t).where(t.c.status == status)
+        if scope == "team" and viewer.team is not None:
+            query = query.where(t.c.team == viewer.team)
+        else:
+            query = query.where(t.c.agent_id == viewer.user_id)
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
 
     def cancel(self, request_id: str, agent: Principal, reason: str | None) -> Request:
         return self._agent_action(
@@ -482,7 +615,11 @@ class RequestStore:
         )
 
     def clarify(self, request_id: str, agent: Principal, answer: str) -> Request:
-        """The agent answers the department's clarification question (text already redacted)."""
+        """The department's clarification question answered (text already redacted).
+
+        By the KCC-medewerker who filed it or a teammate (whose shift did not end): the
+        event's actor says who answered.
+        """
         return self._agent_action(
             request_id,
             agent,
@@ -491,6 +628,7 @@ class RequestStore:
             {"text": answer},
             allowed=lambda status: status == "awaiting_clarification",
             refused=NotAwaitingClarification,
+            team=True,
         )
 
     def _agent_action(
@@ -503,10 +641,12 @@ class RequestStore:
         *,
         allowed: Callable[[str], bool],
         refused: Callable[[str], Exception],
+        team: bool = False,
     ) -> Request:
-        """One event by the request's own agent, if its status allows it, in one transaction."""
+        """One event by the request's own agent (or, with ``team``, a teammate), if its status
+        allows it, in one transaction."""
         with write(self.engine) as connection:
-            row = self._owned(connection, request_id, agent, action)
+            row = self._owned(connection, request_id, agent, action, team=team)
             if not allowed(row.status):
                 raise refused(row.status)
             event = new_event(
@@ -574,15 +714,29 @@ class RequestStore:
         latest = _utc(latest)
         return max(now, latest + timedelta(milliseconds=1))
 
-    def _owned(self, connection: Connection, request_id: str, agent: Principal, action: str) -> Any:
+    def _owned(
+        self,
+        connection: Connection,
+        request_id: str,
+        agent: Principal,
+        action: str,
+        *,
+        team: bool = False,
+    ) -> Any:
         t = requests_table
         # FOR UPDATE: the event consumer may change the status concurrently (PostgreSQL).
         row = connection.execute(select(t).where(t.c.id == request_id).with_for_update()).first()
         if row is None or not _may_view(agent, row):
             raise RequestNotFound(request_id)
-        if row.agent_id != agent.user_id:
-            raise NotRequestOwner(f"only the agent who filed the request can {action}")
-        return row
+        if row.agent_id == agent.user_id or (team and agent.role == "agent"):
+            # _may_view let an agent through: it is theirs or their team's.
+            return row
+        who = (
+            "the agent who filed the request or a teammate"
+            if team
+            else "the agent who filed the request"
+        )
+        raise NotRequestOwner(f"only {who} can {action}")
 
     # -- the consumer's side ----------------------------------------------------------------
 
@@ -693,6 +847,26 @@ def _load_timeline(connection: Connection, request_id: str) -> list[TimelineEntr
     return sorted((_entry(r) for r in rows), key=order_key)
 
 
+def _load_timelines(
+    connection: Connection, request_ids: Sequence[str]
+) -> dict[str, list[TimelineEntry]]:
+    """The timelines of several requests in one query."""
+    if not request_ids:
+        return {}
+    tl = timeline_table
+    rows = connection.execute(select(tl).where(tl.c.request_id.in_(request_ids))).all()
+    grouped: dict[str, list[TimelineEntry]] = {}
+    for row in rows:
+        grouped.setdefault(row.request_id, []).append(_entry(row))
+    return {key: sorted(entries, key=order_key) for key, entries in grouped.items()}
+
+
+def _with_reference() -> Any:
+    """Requests with their reference (outer join: one whose filing is being written has none)."""
+    t, r = requests_table, references_table
+    return select(t, r.c.reference).select_from(t.outerjoin(r, r.c.request_id == t.c.id))
+
+
 def _entry(row: Any) -> TimelineEntry:
     return TimelineEntry(
         event_id=row.event_id,
@@ -727,6 +901,7 @@ def _request(row: Any) -> Request:
         answer=row.answer,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        reference=getattr(row, "reference", None),
     )
 
 
