@@ -148,8 +148,18 @@ def test_answer_ask_and_forward_from_the_item_page(
     csrf = csrf_of(page)
     client.post(f"/items/{item_id}/claim", data={"csrf_token": csrf})
     page = client.get(f"/items/{item_id}").get_data(as_text=True)
-    for label in ("Antwoord voor het KCC", "Vraag terug aan het KCC", "Reden", "Afdeling"):
-        assert label in page
+    # One action at a time: a choice first, then only the chosen form.
+    assert "Wat wil je doen?" in page
+    assert "<textarea" not in page
+    for choice, labels in {
+        "antwoorden": ("Antwoord voor het KCC",),
+        "verduidelijking": ("Vraag terug aan het KCC",),
+        "doorsturen": ("Reden", "Afdeling"),
+    }.items():
+        form = client.get(f"/items/{item_id}?actie={choice}").get_data(as_text=True)
+        for label in labels:
+            assert label in form
+        assert form.count("<textarea") == 1
     asked = client.post(
         f"/items/{item_id}/verduidelijking",
         data={"csrf_token": csrf, "tekst": "Welk paspoortnummer?"},
@@ -194,9 +204,14 @@ def test_every_form_control_is_labelled_and_buttons_are_real(
     csrf = csrf_of(client.get(f"/items/{item_id}").get_data(as_text=True))
     client.post(f"/items/{item_id}/claim", data={"csrf_token": csrf})
     pages += [
-        client.get(p).get_data(as_text=True) for p in ("/inbox/burgerzaken", f"/items/{item_id}")
+        client.get(p).get_data(as_text=True)
+        for p in (
+            "/inbox/burgerzaken",
+            f"/items/{item_id}?actie=antwoorden",
+            f"/items/{item_id}?actie=doorsturen",
+        )
     ]
-    for path, html in zip(("/login", "/inbox", "/items"), pages, strict=True):
+    for path, html in zip(("/login", "/inbox", "/answer", "/forward"), pages, strict=True):
         found = audit(html)
         assert found.controls, path
         assert found.unlabelled() == [], path

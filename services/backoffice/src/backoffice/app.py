@@ -20,6 +20,7 @@ from kcc_shared.web import init_web
 from backoffice.api import inbox_blp, items_blp
 from backoffice.errors import register_error_handlers
 from backoffice.inbox import LISTABLE_STATES
+from backoffice.live import inbox_feed
 from backoffice.metrics import INBOX_ITEMS, SERVICE
 from backoffice.pages import pages_bp
 from backoffice.service import BackofficeContext
@@ -50,7 +51,12 @@ def create_app(config: Config | None = None, *, clock: Clock = utcnow) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
-    app.extensions[CONTEXT_EXTENSION] = BackofficeContext(store, organisation, relay, clock)
+    feed = inbox_feed(
+        store,
+        max_subscribers=config.streams_per_process,
+        max_per_user=config.streams_per_user,
+    )
+    app.extensions[CONTEXT_EXTENSION] = BackofficeContext(store, organisation, relay, clock, feed)
     app.extensions[TOKENS_EXTENSION] = tokens
 
     api = make_api(app, title="KCC back office", version="1.0.0", description=DESCRIPTION)
@@ -89,6 +95,8 @@ def create_app(config: Config | None = None, *, clock: Clock = utcnow) -> Flask:
 
     instrument(app, SERVICE, before_scrape=[refresh_gauges], token=config.metrics_token)
 
+    # The feed's poller starts with the first stream; stopping it ends the open streams.
+    atexit.register(feed.stop)
     if config.outbox_relay:
         relay.start()
         atexit.register(relay.stop)

@@ -21,3 +21,8 @@ STAFF_ACTIONS = Counter(
     "forward), by department.",
     ["department", "action"],
 )
+LIVE_STREAMS = Gauge(
+    "kcc_backoffice_live_streams",
+    "Inbox pages following the live update stream in this process.",
+    multiprocess_mode="livesum",
+)

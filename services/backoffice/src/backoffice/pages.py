@@ -7,17 +7,22 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from kcc_shared.dutch_time import moment
 from kcc_shared.events import PRIORITIES, REASON_MAX_LENGTH, TEXT_MAX_LENGTH
 from kcc_shared.routing_why import routing_in_force, why_routed
+from kcc_shared.sse import StreamsFull, UserStreamsFull, client_gone_check, parse_last_event_id
 from kcc_shared.web import current_user, login_required
 from werkzeug.wrappers import Response
 
+from backoffice import worklist
 from backoffice.inbox import LISTABLE_STATES, OPEN_STATES, InvalidTransition, Item
 from backoffice.schemas import TEXT_MIN_LENGTH
 from backoffice.service import BackofficeContext, UnknownInbox, check_department
 from backoffice.store import Action, ItemNotFound, NotYourDepartment, UnknownDepartment
 
 pages_bp = Blueprint("pages", __name__, template_folder="templates")
+# inbox.js is served from the app's own static folder (backoffice/static): a file, since the
+# pages' Content-Security-Policy allows no inline script.
 
 LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 READERS: Final = ("staff", "ops", "admin")
@@ -55,6 +60,20 @@ ACTION_DONE: Final = {
     "antwoord er is.",
     "forward": "De vraag is doorgestuurd.",
 }
+# The actions on an item page, one form at a time (?actie=...).
+CHOICES: Final = ("antwoorden", "verduidelijking", "doorsturen")
+# The status filter offers what a department can hold; "forwarded" is no state an item stays
+# in (it lands in the other inbox at once): the sent view (/inbox/doorgestuurd) shows it.
+PAGE_STATES: Final = tuple(s for s in LISTABLE_STATES if s != "forwarded")
+CHANNEL_LABELS: Final = {
+    "phone": "Telefoon",
+    "email": "E-mail",
+    "chat": "Chat",
+    "counter": "Balie",
+    "app": "App",
+    "letter": "Brief",
+    "social": "Sociale media",
+}
 _ACTION_SLUGS: Final = {
     "claim": "claim",
     "release": "release",
@@ -83,7 +102,16 @@ def _labels() -> dict[str, Any]:
         "PRIORITY_LABELS": PRIORITY_LABELS,
         "SLA_LABELS": SLA_LABELS,
         "EVENT_LABELS": EVENT_LABELS,
+        "CHANNEL_LABELS": CHANNEL_LABELS,
+        "moment_text": _moment_text,
     }
+
+
+def _moment_text(when: datetime | None) -> str:
+    """'vandaag 10:14', 'donderdag 3 december 09:05' (kcc_shared.dutch_time)."""
+    if when is None:
+        return "-"
+    return moment(when, LOCAL, _context().clock())
 
 
 @pages_bp.get("/")
@@ -91,55 +119,125 @@ def root() -> Response:
     return redirect(url_for("pages.start"))
 
 
+def _refusal(status: int, title: str, message: str) -> tuple[str, int]:
+    """A Dutch error page that says what went wrong and where to go instead."""
+    return render_template("fout.html", title=title, message=message), status
+
+
+def _worklist_page(department: str | None) -> Any:
+    ctx = _context()
+    user = current_user()
+    args = request.args
+    states = args.getlist("state")
+    unknown_states = [s for s in states if s not in PAGE_STATES]
+    priority = args.get("priority") or None
+    if unknown_states or priority not in (None, *PRIORITIES):
+        return _refusal(
+            400,
+            "Onbekend filter",
+            "Dit filter kent de inbox niet (status of prioriteit). Kies een filter op de pagina.",
+        )
+    sla_filter = args.get("filter") or None
+    try:
+        work = worklist.build(
+            ctx,
+            user,
+            department=department,
+            sla_filter=sla_filter,
+            priority=priority,
+            states=states,
+        )
+    except worklist.BadFilter as exc:
+        return _refusal(400, "Onbekend filter", str(exc))
+    except UnknownInbox:
+        return _refusal(
+            404, "Afdeling bestaat niet", "Er is geen afdeling met deze naam in de organisatie."
+        )
+    except NotYourDepartment:
+        return _refusal(
+            403,
+            "Niet jouw afdeling",
+            "Je werkt niet voor deze afdeling, dus je ziet haar inbox niet. Kies een van je "
+            "eigen afdelingen.",
+        )
+    names = {d.id: d.name for d in ctx.organisation.departments.values()}
+    scope = list(names) if department is None and user.is_operator else None
+    return render_template(
+        "inbox.html",
+        work=work,
+        department=department,
+        department_name=names[department] if department else None,
+        sla_filter=sla_filter,
+        states=states or list(OPEN_STATES),
+        all_states=PAGE_STATES,
+        priorities=PRIORITIES,
+        priority=priority,
+        filtered=bool(args.getlist("state") or priority),
+        may_act=user.role == "staff",
+        my_thanks=(
+            ctx.store.ratings(answered_by=user.user_id, limit=10) if user.role == "staff" else []
+        ),
+        department_thanks=ctx.store.ratings(
+            departments=[department] if department else (scope or sorted(user.departments)),
+            limit=10,
+        ),
+        feed_position=ctx.store.last_timeline_seq(),
+    )
+
+
 @pages_bp.get("/inbox")
 @login_required(*READERS)
 def start() -> Any:
-    """Staff of one department go straight to it; others choose."""
-    user = current_user()
-    org = _context().organisation
-    departments = sorted(org.departments) if user.is_operator else sorted(user.departments)
-    if len(departments) == 1:
-        return redirect(url_for("pages.inbox", department=departments[0]))
-    return render_template(
-        "start.html",
-        departments=[(d, org.departments[d].name) for d in departments if d in org.departments],
-    )
+    """All the person's departments in one list, with a switcher and counts per department."""
+    return _worklist_page(None)
 
 
 @pages_bp.get("/inbox/<string:department>")
 @login_required(*READERS)
 def inbox(department: str) -> Any:
+    return _worklist_page(department)
+
+
+@pages_bp.get("/inbox/doorgestuurd")
+@login_required("staff")
+def forwarded() -> Any:
+    """What I forwarded, where it arrived and when it was picked up there."""
+    ctx = _context()
+    names = {d.id: d.name for d in ctx.organisation.departments.values()}
+    return render_template(
+        "doorgestuurd.html",
+        forwards=ctx.store.forwards_by(current_user().user_id),
+        department_names=names,
+        now=ctx.clock(),
+    )
+
+
+@pages_bp.get("/inbox/live")
+@login_required(*READERS)
+def live() -> Any:
+    """The live stream for the inbox pages' EventSource (the session, not a bearer token)."""
     ctx = _context()
     user = current_user()
-    states = [s for s in request.args.getlist("state") if s in LISTABLE_STATES]
-    priority = request.args.get("priority") or None
-    if priority not in (None, *PRIORITIES):
-        priority = None
-    overdue = request.args.get("overdue") == "1"
-    mine = request.args.get("mine") == "1"
+    feed = ctx.feed
+    if feed is None:
+        abort(404)
     try:
-        listed = ctx.inbox(
-            user,
-            department,
-            states=states,
-            priority=priority,
-            overdue=overdue,
-            mine=mine,
+        after = parse_last_event_id(
+            request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
         )
-    except (NotYourDepartment, UnknownInbox):
-        abort(403 if not user.is_operator else 404)
-    return render_template(
-        "inbox.html",
-        department=department,
-        department_name=ctx.organisation.departments[department].name,
-        listed=listed,
-        states=states or list(OPEN_STATES),
-        all_states=LISTABLE_STATES,
-        priorities=PRIORITIES,
-        priority=priority,
-        overdue=overdue,
-        mine=mine,
-        may_act=user.role == "staff",
+    except ValueError:
+        return _refusal(400, "Ongeldige positie", "last_event_id moet een geheel getal zijn.")
+    keys = None if user.is_operator else frozenset(user.departments)
+    try:
+        subscription = feed.subscribe(user.user_id, keys)
+    except UserStreamsFull:
+        return _refusal(429, "Te veel live-verbindingen", "Sluit een tabblad met de inbox.")
+    except StreamsFull:
+        return _refusal(503, "Even te druk", "Probeer het over een paar seconden opnieuw.")
+    return Response(
+        feed.events(subscription, after, client_gone_check(request.environ)),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
@@ -148,30 +246,47 @@ def inbox(department: str) -> Any:
 def item(request_id: Any) -> Any:
     found = _visible(str(request_id))
     ctx = _context()
+    user = current_user()
+    choice = request.args.get("actie") or None
+    if choice is not None and choice not in CHOICES:
+        return _refusal(
+            400,
+            "Onbekende actie",
+            "Deze actie bestaat niet. Kies antwoorden, verduidelijking vragen of doorsturen.",
+        )
     departments = [
         (d.id, d.name) for d in ctx.organisation.departments.values() if d.id != found.department
     ]
-    user = current_user()
     names = {d.id: d.name for d in ctx.organisation.departments.values()}
     timeline = ctx.store.timeline(found.request_id)
     routing = routing_in_force(timeline, found.department)
+    now = ctx.clock()
+    sla = ctx.sla(found, now)
+    rated = [e for e in timeline if e.type == "request.rated"]
+    latest = ctx.store.latest_work_events([found.request_id]).get(found.request_id, "")
     return render_template(
         "item.html",
         item=found,
-        sla=ctx.sla(found),
+        sla=sla,
+        deadline=worklist.deadline_in_words(sla, found, ctx, now) if sla else None,
+        marker=worklist.MARKERS.get((latest, found.state)),
+        answered_before=found.state == "waiting"
+        and found.answered_by == user.user_id
+        and latest == "request.reopened",
+        rating=rated[-1].details if rated else None,
         timeline=timeline,
         # Why it landed here, in Dutch: never the routed event's reason code.
         why=why_routed(routing.details, names.get) if routing else None,
         why_routed=lambda details: why_routed(details, names.get),
         department_names=names,
         departments=departments,
-        department_name=ctx.organisation.departments[found.department or ""].name
-        if found.department in ctx.organisation.departments
-        else found.department,
+        department_name=names.get(found.department or "", found.department),
         may_act=user.role == "staff",
         mine=found.claimed_by == user.user_id,
+        choice=choice,
         text_max=TEXT_MAX_LENGTH,
         reason_max=REASON_MAX_LENGTH,
+        feed_position=ctx.store.last_timeline_seq(),
     )
 
 
@@ -183,6 +298,8 @@ def act(request_id: Any, slug: str) -> Response:
         abort(404)
     item_id = str(request_id)
     back = url_for("pages.item", request_id=item_id)
+    # A refused form comes back with the same form open, the others still folded away.
+    again = url_for("pages.item", request_id=item_id, actie=_CHOICE_OF.get(name)) + "#actie"
     text: str | None = None
     to_department: str | None = None
     if name in ("answer", "clarification_request", "forward"):
@@ -191,7 +308,7 @@ def act(request_id: Any, slug: str) -> Response:
         limit = REASON_MAX_LENGTH if name == "forward" else TEXT_MAX_LENGTH
         if not TEXT_MIN_LENGTH <= len(text) <= limit:
             flash(f"Vul een tekst in van {TEXT_MIN_LENGTH} tot {limit} tekens.", "fout")
-            return redirect(back, 303)
+            return redirect(again, 303)
     if name == "forward":
         to_department = request.form.get("afdeling") or None
     try:
@@ -202,12 +319,24 @@ def act(request_id: Any, slug: str) -> Response:
         flash(f"Dat kan nu niet. {exc.detail}", "fout")
         return redirect(back, 303)
     except UnknownDepartment as exc:
-        flash(f"Doorsturen lukt niet: {exc}.", "fout")
-        return redirect(back, 303)
+        flash(f"Doorsturen lukt niet: {_FORWARD_REFUSALS.get(str(exc), str(exc))}.", "fout")
+        return redirect(again, 303)
     flash(ACTION_DONE[name] if result.event else "Je had deze vraag al opgepakt.", "gelukt")
-    if name == "forward" and result.item.department:
-        return redirect(url_for("pages.inbox", department=result.item.department), 303)
+    if name == "forward":
+        # Where it went and when it is picked up there: the sent view.
+        return redirect(url_for("pages.forwarded"), 303)
     return redirect(back, 303)
+
+
+_CHOICE_OF: Final = {
+    "answer": "antwoorden",
+    "clarification_request": "verduidelijking",
+    "forward": "doorsturen",
+}
+_FORWARD_REFUSALS: Final = {
+    "there is no department with this id": "die afdeling bestaat niet",
+    "the request is already in this department": "de vraag is al bij deze afdeling",
+}
 
 
 def _visible(request_id: str) -> Item:

@@ -11,6 +11,7 @@ from kcc_shared.metrics import BSN_REDACTIONS
 from kcc_shared.organisation import Organisation
 from kcc_shared.outbox import Clock, OutboxRelay
 from kcc_shared.privacy import redact_bsn
+from kcc_shared.sse import LiveFeed
 
 from backoffice.inbox import OPEN_STATES, Item, Sla, deadline_of, sla_of
 from backoffice.metrics import SERVICE, STAFF_ACTIONS
@@ -33,6 +34,8 @@ class BackofficeContext:
     organisation: Organisation
     relay: OutboxRelay
     clock: Clock
+    # The inbox pages' live stream (made by the app factory; None where nothing streams).
+    feed: LiveFeed | None = None
 
     def sla(self, item: Item, now: datetime | None = None) -> Sla | None:
         department = self.organisation.departments.get(item.department) if item.department else None

@@ -132,6 +132,66 @@ _ACTION_EVENTS: Final[Mapping[str, str]] = {
 }
 
 
+# Events that change what someone must do with an item: the newest one gives its marker.
+WORK_EVENTS: Final = frozenset(
+    {
+        "request.routed",
+        "request.claimed",
+        "request.released",
+        "request.answered",
+        "request.clarification_requested",
+        "request.clarified",
+        "request.reopened",
+        "request.reroute_requested",
+        "request.cancelled",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One timeline entry as the live stream announces it: no text, only what changed where."""
+
+    seq: int
+    request_id: str
+    type: str
+    state: str | None
+    departments: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Rating:
+    """The KCC's score, thanks and comment on an answer, and who gave that answer."""
+
+    request_id: str
+    question: str | None
+    score: int
+    thanks: bool
+    comment: str | None
+    rated_at: datetime
+    answered_by: str
+    answered_at: datetime
+    department: str | None
+    reopened: bool
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A question a member of staff handed to another department, and what happened there."""
+
+    request_id: str
+    question: str | None
+    from_department: str | None
+    asked_department: str | None  # None: the routing rules chose
+    reason: str | None
+    forwarded_at: datetime
+    arrived_department: str | None
+    arrived_at: datetime | None
+    claimed_at: datetime | None
+    answered_at: datetime | None
+    state: str
+
+
 class ItemNotFound(LookupError):
     """No such item (or, for staff, not one of their departments: the two look the same)."""
 
@@ -250,6 +310,210 @@ class InboxStore:
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
         return [_item(r) for r in rows]
+
+    def items_in(
+        self, departments: Sequence[str], states: Sequence[str] = OPEN_STATES
+    ) -> list[Item]:
+        """The items of several departments at once (a member of staff's whole view)."""
+        t = items_table
+        query = select(t).where(t.c.department.in_(list(departments)), t.c.state.in_(list(states)))
+        with self.engine.connect() as connection:
+            return [_item(r) for r in connection.execute(query).all()]
+
+    def latest_work_events(self, request_ids: Sequence[str]) -> dict[str, str]:
+        """Per item the type of the newest event that changed its work (the 'nieuw' and
+        'nieuwe informatie' markers are read from it; ratings and submits do not count)."""
+        if not request_ids:
+            return {}
+        t = timeline_table
+        latest: dict[str, str] = {}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(t.c.request_id, t.c.type)
+                .where(t.c.request_id.in_(list(request_ids)), t.c.type.in_(list(WORK_EVENTS)))
+                .order_by(t.c.seq)
+            ).all()
+        for request_id, type_ in rows:
+            latest[request_id] = type_
+        return latest
+
+    def last_timeline_seq(self) -> int:
+        with self.engine.connect() as connection:
+            value = connection.execute(select(func.max(timeline_table.c.seq))).scalar()
+        return int(value or 0)
+
+    def changes_after(self, seq: int, limit: int = 200) -> list[Change]:
+        """Timeline entries after `seq`, in order, with the department each concerns now (the
+        live stream's feed; entries of items not routed yet concern nobody)."""
+        t, i = timeline_table, items_table
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(t.c.seq, t.c.request_id, t.c.type, t.c.details, i.c.department, i.c.state)
+                .select_from(t.outerjoin(i, i.c.request_id == t.c.request_id))
+                .where(t.c.seq > seq)
+                .order_by(t.c.seq)
+                .limit(limit)
+            ).all()
+        changes = []
+        for r in rows:
+            departments = {r.department} if r.department else set()
+            if r.type in ("request.reroute_requested", "request.routed"):
+                # The department it left hears of it too (its inbox drops the item).
+                source = json.loads(r.details).get("from_department")
+                if source:
+                    departments.add(source)
+            changes.append(
+                Change(int(r.seq), r.request_id, r.type, r.state, frozenset(departments))
+            )
+        return changes
+
+    def ratings(
+        self,
+        *,
+        departments: Sequence[str] | None = None,
+        answered_by: str | None = None,
+        limit: int = 50,
+    ) -> list[Rating]:
+        """The newest ratings the KCC gave, each with who answered (the last answer before the
+        rating): of the answers of `answered_by`, or of answers given in `departments`."""
+        t, i = timeline_table, items_table
+        query = select(t.c.seq, t.c.request_id).where(t.c.type == "request.rated")
+        if answered_by is not None:
+            mine = select(t.c.request_id).where(
+                t.c.type == "request.answered", t.c.actor_id == answered_by
+            )
+            query = query.where(t.c.request_id.in_(mine))
+        if departments is not None:
+            query = query.where(
+                t.c.request_id.in_(
+                    select(i.c.request_id).where(i.c.department.in_(list(departments)))
+                )
+            )
+        with self.engine.connect() as connection:
+            rated = connection.execute(query.order_by(t.c.seq.desc()).limit(limit)).all()
+            ids = sorted({r.request_id for r in rated})
+            history = connection.execute(
+                select(t)
+                .where(
+                    t.c.request_id.in_(ids),
+                    t.c.type.in_(("request.answered", "request.rated", "request.reopened")),
+                )
+                .order_by(t.c.seq)
+            ).all()
+            questions = dict(
+                connection.execute(
+                    select(i.c.request_id, i.c.question).where(i.c.request_id.in_(ids))
+                ).all()
+            )
+        by_request: dict[str, list[Any]] = {}
+        for row in history:
+            by_request.setdefault(row.request_id, []).append(row)
+        found = []
+        for seq, request_id in rated:
+            entries = by_request.get(request_id, [])
+            answer = None
+            for entry in entries:
+                if entry.type == "request.answered" and entry.seq < seq:
+                    answer = entry
+            rating = next(e for e in entries if e.seq == seq)
+            if answer is None:
+                continue  # a rating without an answer here: nothing to credit
+            answer_details = json.loads(answer.details)
+            department = answer_details.get("department")
+            if answered_by is not None and answer.actor_id != answered_by:
+                continue  # rated after someone else's (later) answer
+            if departments is not None and department not in departments:
+                continue
+            details = json.loads(rating.details)
+            found.append(
+                Rating(
+                    request_id=request_id,
+                    question=questions.get(request_id),
+                    score=int(details["score"]),
+                    thanks=bool(details.get("thanks")),
+                    comment=details.get("comment"),
+                    rated_at=rating.occurred_at,
+                    answered_by=answer.actor_id,
+                    answered_at=answer.occurred_at,
+                    department=department,
+                    reopened=any(e.type == "request.reopened" and e.seq > seq for e in entries),
+                )
+            )
+        return found
+
+    def forwards_by(self, staff_id: str, *, limit: int = 50) -> list[Forward]:
+        """What `staff_id` forwarded, newest first, with where it arrived and when it was
+        picked up and answered there (from the timeline; nothing is kept twice)."""
+        t, i = timeline_table, items_table
+        with self.engine.connect() as connection:
+            sent = connection.execute(
+                select(t)
+                .where(
+                    t.c.type == "request.reroute_requested",
+                    t.c.actor_kind == "staff",
+                    t.c.actor_id == staff_id,
+                )
+                .order_by(t.c.seq.desc())
+                .limit(limit)
+            ).all()
+            ids = sorted({r.request_id for r in sent})
+            later = connection.execute(
+                select(t)
+                .where(
+                    t.c.request_id.in_(ids),
+                    t.c.type.in_(
+                        (
+                            "request.routed",
+                            "request.claimed",
+                            "request.answered",
+                            "request.reroute_requested",
+                        )
+                    ),
+                )
+                .order_by(t.c.seq)
+            ).all()
+            items = {
+                r.request_id: r
+                for r in connection.execute(select(i).where(i.c.request_id.in_(ids))).all()
+            }
+        by_request: dict[str, list[Any]] = {}
+        for row in later:
+            by_request.setdefault(row.request_id, []).append(row)
+        forwards = []
+        for row in sent:
+            details = json.loads(row.details)
+            arrived = claimed = answered = None
+            for entry in by_request.get(row.request_id, []):
+                if entry.seq <= row.seq:
+                    continue
+                if entry.type == "request.reroute_requested":
+                    break  # forwarded on again: what happened next is no longer this handoff
+                if entry.type == "request.routed" and arrived is None:
+                    arrived = entry
+                elif entry.type == "request.claimed" and arrived is not None and claimed is None:
+                    claimed = entry
+                elif entry.type == "request.answered" and arrived is not None:
+                    answered = entry
+                    break
+            item = items.get(row.request_id)
+            forwards.append(
+                Forward(
+                    request_id=row.request_id,
+                    question=item.question if item is not None else None,
+                    from_department=details.get("from_department"),
+                    asked_department=details.get("to_department"),
+                    reason=details.get("reason"),
+                    forwarded_at=row.occurred_at,
+                    arrived_department=(
+                        json.loads(arrived.details).get("department") if arrived else None
+                    ),
+                    arrived_at=arrived.occurred_at if arrived else None,
+                    claimed_at=claimed.occurred_at if claimed else None,
+                    answered_at=answered.occurred_at if answered else None,
+                    state=item.state if item is not None else "pending",
+                )
+            )
+        return forwards
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Items per (department, state): the metrics gauge."""
@@ -397,10 +661,13 @@ def _item(row: Any) -> Item:
 __all__ = [
     "Action",
     "ActionResult",
+    "Change",
+    "Forward",
     "InboxStore",
     "InvalidTransition",
     "ItemNotFound",
     "NotYourDepartment",
+    "Rating",
     "TimelineEntry",
     "UnknownDepartment",
 ]
