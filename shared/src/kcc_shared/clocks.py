@@ -92,6 +92,9 @@ class Clock:
     # events came in, so an announcement made later still carries the true moment.
     warning_passed_at: datetime | None = None
     breach_passed_at: datetime | None = None
+    # Set on a clock closed by a forward to another department: where the question went next
+    # (the resolution clock's elapsed time is then how long it sat here: the handoff time).
+    forwarded_to: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -161,6 +164,12 @@ class Derived:
     department: str | None = None
     priority: str | None = None
     state: State = "unknown"
+    # Since when the question is at its current department, and who has it since when (the
+    # staff member who claimed it, or who answered it before when it was reopened): the SLA
+    # overview's drill-down says this beside each late question.
+    arrived_at: datetime | None = None
+    claimed_by: str | None = None
+    claimed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -191,16 +200,20 @@ def derive(request_id: str, history: Iterable[HistoryEvent], org: Organisation) 
     current: dict[str, Clock] = {}  # kind -> the open clock of the current department
     last_resolution: dict[str, Clock] = {}  # department -> its latest resolution clock
     claimed = False
+    answered_by: str | None = None
     unique = {event.id: event for event in history}  # a duplicate delivery is one event
     for event in sorted(unique.values(), key=_order):
         at, data = event.occurred_at, event.data
         if event.type == "request.routed":
+            department = str(data["department"])
             for clock in current.values():
                 clock.close(at, "forwarded", org.calendar_for(clock.department))
+                if clock.department != department:
+                    clock.forwarded_to = department
             current = {}
-            department = str(data["department"])
             priority = str(data["priority"])
             result.department, result.priority, result.state = department, priority, "waiting"
+            result.arrived_at, result.claimed_by, result.claimed_at = at, None, None
             claimed = False
             if department in org.departments and priority in org.departments[department].sla:
                 dept = org.departments[department]
@@ -229,10 +242,12 @@ def derive(request_id: str, history: Iterable[HistoryEvent], org: Organisation) 
         elif event.type == "request.claimed":
             _close(current, "first_response", at, "claimed", org)
             claimed = True
+            result.claimed_by, result.claimed_at = _staff(data), at
             if result.state == "waiting":
                 result.state = "claimed"
         elif event.type == "request.released":
             claimed = False
+            result.claimed_by, result.claimed_at = None, None
             if result.state == "claimed":
                 result.state = "waiting"
         elif event.type == "request.clarification_requested":
@@ -251,11 +266,16 @@ def derive(request_id: str, history: Iterable[HistoryEvent], org: Organisation) 
             _close(current, "first_response", at, "answered", org)
             _close(current, "resolution", at, "answered", org)
             result.state = "closed"
+            answered_by = _staff(data)
         elif event.type == "request.reopened":
             department = str(data.get("department") or result.department)
             previous = last_resolution.get(department)
+            if department != result.department:
+                result.arrived_at = at
             result.department, result.state = department, "claimed"
             claimed = True
+            # A reopened question goes back to whoever answered it.
+            result.claimed_by, result.claimed_at = answered_by, at
             if previous is not None and previous.closed_at is not None:
                 # Reopen resumes the department's resolution clock: a new round that carries the
                 # business time already spent, so the threshold flags carry over as well.
@@ -283,6 +303,11 @@ def derive(request_id: str, history: Iterable[HistoryEvent], org: Organisation) 
             current = {}
             result.state = "closed"
     return result
+
+
+def _staff(data: Mapping[str, Any]) -> str | None:
+    staff = data.get("staff_id")
+    return str(staff) if staff else None
 
 
 def _close(

@@ -1,4 +1,5 @@
-"""The SLA summary API: per department compliance, percentiles, open work and satisfaction."""
+"""The SLA summary API: per department compliance, percentiles, open work and satisfaction;
+and per department the questions that are late or at risk now."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Any
 from flask import current_app
 from flask.views import MethodView
 from kcc_shared.api import BEARER, Blueprint, errors, requires
+from kcc_shared.problems import NotFound
 
-from sla_monitor.schemas import SummaryQueryArgsSchema, SummarySchema
-from sla_monitor.service import CONTEXT_EXTENSION, SlaContext
+from sla_monitor.schemas import LateQuestionsSchema, SummaryQueryArgsSchema, SummarySchema
+from sla_monitor.service import CONTEXT_EXTENSION, SlaContext, UnknownDepartment
 
 summary_blp = Blueprint(
     "sla",
@@ -32,6 +34,25 @@ class SummaryView(MethodView):
     @summary_blp.response(200, SummarySchema)
     @errors(summary_blp, 400, 401, 403)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Per department: compliance per clock, median and p90, open, oldest, breaches,
-        handoffs in and out, average rating and thanks, over `window`."""
+        """Per department and in total: compliance per clock (an open clock past its target
+        counts as breached), at-risk clocks, median and p90, open, late and at-risk questions,
+        oldest, breaches, handoffs in and out, average rating and thanks; per pair of
+        departments the time questions sat before a forward; per KCC team questions filed,
+        clarifications asked back and ratings given; over `window`."""
         return _context().summary(args["window"])
+
+
+@summary_blp.route("/departments/<string:department>/late")
+class LateQuestionsView(MethodView):
+    @summary_blp.doc(security=BEARER)
+    @requires("ops", "admin")
+    @summary_blp.response(200, LateQuestionsSchema)
+    @errors(summary_blp, 401, 403, 404)
+    def get(self, department: str) -> dict[str, Any]:
+        """The department's open questions past their norm (late) or past the warning
+        threshold (at_risk) now, late first, with who has each since when and its back-office
+        link."""
+        try:
+            return _context().late_questions(department)
+        except UnknownDepartment:
+            raise NotFound(f"unknown department: {department[:64]!r}") from None

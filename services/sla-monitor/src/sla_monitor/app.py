@@ -24,14 +24,15 @@ from sla_monitor.metrics import (
     initialise_outcomes,
     install_open_collector,
 )
-from sla_monitor.pages import PAGE_ACCESS, PAGE_ROLES, pages_blp
-from sla_monitor.service import CONTEXT_EXTENSION, SlaContext
+from sla_monitor.pages import LIST_ACCESS, PAGE_ACCESS, PAGE_ROLES, pages_blp
+from sla_monitor.service import CONTEXT_EXTENSION, DEFAULT_BACKOFFICE_URL, SlaContext
 from sla_monitor.store import SlaStore, outbox
 from sla_monitor.worker import SERVICE, utcnow
 
 DESCRIPTION = """\
 SLA figures of the KCC's back-office departments: clocks in business time per department,
-compliance, percentiles, open work, handoffs and satisfaction. Authenticate with
+compliance (a question open past its deadline counts as breached), at-risk and late questions,
+percentiles, open work, time before each handoff, per KCC team, and satisfaction. Authenticate with
 `Authorization: Bearer <token>` of role ops or admin. Errors are `application/problem+json`.
 """
 
@@ -40,8 +41,12 @@ def create_app(
     config: Config | None = None,
     clock: Callable[[], datetime] = utcnow,
     organisation: Organisation | None = None,
+    backoffice_url: str = DEFAULT_BACKOFFICE_URL,
 ) -> Flask:
-    """Build the app; `run` serves it in the same process as the consumer and scheduler."""
+    """Build the app; `run` serves it in the same process as the consumer and scheduler.
+
+    backoffice_url: where the drill-down links a question to (`<backoffice_url>/items/<id>`).
+    """
     config = config or Config.from_env()
     organisation = organisation or load_organisation(config.organisation_file)
 
@@ -51,17 +56,18 @@ def create_app(
     tokens = token_store_for(config, engine)
 
     app = Flask(__name__)
-    app.extensions[CONTEXT_EXTENSION] = SlaContext(store, organisation, clock)
+    app.extensions[CONTEXT_EXTENSION] = SlaContext(
+        store, organisation, clock, backoffice_url.rstrip("/")
+    )
     app.extensions[TOKENS_EXTENSION] = tokens
 
     api = make_api(app, title="KCC SLA monitor", version="1.0.0", description=DESCRIPTION)
     register_problem_handlers(app)
     api.register_blueprint(summary_blp)
     # The overview shows how departments perform: only for people who log in (staff, ops,
-    # admin), unless the operator chose a public view (KCC_SLA_PUBLIC_PAGE).
-    if config.sla_public_page:
-        app.config[PAGE_ACCESS] = "public"
-    elif config.secret_key:
+    # admin), unless the operator chose a public view (KCC_SLA_PUBLIC_PAGE). The drill-down
+    # names questions and staff: only ever after a login.
+    if config.secret_key:
         init_web(
             app,
             service=SERVICE,
@@ -70,9 +76,11 @@ def create_app(
             secure_cookie=config.session_cookie_secure,
             home="/sla",
         )
-        app.config[PAGE_ACCESS] = "login"
+    app.config[LIST_ACCESS] = "login" if config.secret_key else "off"
+    if config.sla_public_page:
+        app.config[PAGE_ACCESS] = "public"
     else:
-        app.config[PAGE_ACCESS] = "off"
+        app.config[PAGE_ACCESS] = "login" if config.secret_key else "off"
     app.register_blueprint(pages_blp)
     connections = connection_factory(config.broker_url, timeout=config.publish_timeout)
     app.register_blueprint(

@@ -68,6 +68,9 @@ def sla_buckets(org: Organisation) -> tuple[float, ...]:
 class ClockHistograms:
     first_response: Histogram
     resolution: Histogram
+    # How long a question sat at a department (its resolution clock, pauses excluded) before
+    # that department forwarded it: slow internal handoffs, per pair of departments.
+    handoff: Histogram
 
     def for_clock(self, kind: str) -> Histogram:
         return self.first_response if kind == "first_response" else self.resolution
@@ -79,7 +82,8 @@ _installed: dict[str, Any] = {}
 
 
 def clock_histograms(org: Organisation) -> ClockHistograms:
-    """The two completion histograms, with buckets from the organisation's targets.
+    """The two completion histograms and the handoff histogram, with buckets from the
+    organisation's targets.
 
     Note: they cannot be module-level like the other metrics, since their buckets come from the
     organisation file. Built once per process; a different organisation (a test, a reload)
@@ -93,6 +97,7 @@ def clock_histograms(org: Organisation) -> ClockHistograms:
         if current is not None:
             REGISTRY.unregister(current[1].first_response)
             REGISTRY.unregister(current[1].resolution)
+            REGISTRY.unregister(current[1].handoff)
         histograms = ClockHistograms(
             Histogram(
                 "kcc_request_first_response_business_seconds",
@@ -104,6 +109,13 @@ def clock_histograms(org: Organisation) -> ClockHistograms:
                 "kcc_request_resolution_business_seconds",
                 "Business seconds from routed to answered (pauses excluded), per department.",
                 ["department", "priority"],
+                buckets=buckets,
+            ),
+            Histogram(
+                "kcc_request_handoff_business_seconds",
+                "Business seconds a request spent in a department (pauses excluded) before "
+                "that department forwarded it to another.",
+                ["from_department", "to_department"],
                 buckets=buckets,
             ),
         )

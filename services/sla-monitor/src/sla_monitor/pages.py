@@ -1,38 +1,88 @@
-"""The SLA overview page (Dutch): the summary's aggregates, server-rendered.
+"""The team lead's SLA overview (Dutch), server-rendered: per department judged against the
+norm, the totals, the time questions sat before a forward, per KCC team; and per department
+the drill-down to the questions that are late or at risk now.
 
-Who may look: the page shows per-department aggregates only (counts, percentages, durations;
-never a request's text, id, agent or staff member), but how each department performs is
-still internal. So staff and operators log in with their API token, as on the desk and the
-inbox (kcc_shared.web: session cookie, logout ends it). An operator who wants it on a wall
-screen inside the operations network sets KCC_SLA_PUBLIC_PAGE=true. Without a secret key to
-sign the session (KCC_SECRET_KEY) and without that choice the page is not served (503). A
-token in the URL (`?token=`) was rejected: it would end up in access logs and browser history.
+Who may look: the overview shows per-department aggregates only (counts, percentages,
+durations; never a request's text, id, agent or staff member), but how each department performs
+is still internal. So staff and operators log in with their API token, as on the desk and the
+inbox (kcc_shared.web: session cookie, logout ends it); an operator's login lands here. An
+operator who wants it on a wall screen inside the operations network sets
+KCC_SLA_PUBLIC_PAGE=true. Without a secret key to sign the session (KCC_SECRET_KEY) and without
+that choice the page is not served (503). A token in the URL (`?token=`) was rejected: it would
+end up in access logs and browser history.
+
+The drill-down names questions (their id and link) and who has them: never public, only after
+a login, for operators and admins, and for staff of that department.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, current_app, render_template, request
+from kcc_shared.dutch_time import moment
 from kcc_shared.problems import Problem
-from kcc_shared.web import require_login
+from kcc_shared.web import current_user_or_none, require_login
 from werkzeug.wrappers import Response
 
-from sla_monitor.service import CONTEXT_EXTENSION, SlaContext
+from sla_monitor.service import CONTEXT_EXTENSION, SlaContext, UnknownDepartment
 from sla_monitor.store import WINDOWS
 
-pages_blp = Blueprint("pages", __name__, template_folder="templates")
+pages_blp = Blueprint(
+    "pages",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/sla/static",
+)
 
 PAGE_ACCESS: Final = "KCC_SLA_PAGE_ACCESS"  # app.config: "public", "login" or "off"
+LIST_ACCESS: Final = "KCC_SLA_LIST_ACCESS"  # app.config: "login" or "off"
 PAGE_ROLES: Final = ("staff", "ops", "admin")
+LOCAL: Final = ZoneInfo("Europe/Amsterdam")
+# The objective the Prometheus rules hold (kcc:sla_objective:ratio) and the dashboard's amber
+# line: at or above OBJECTIVE is green, from AMBER_FROM amber, below it red.
+OBJECTIVE: Final = 0.95
+AMBER_FROM: Final = 0.90
 
 
 class PageUnavailable(Problem):
     status, title, slug = 503, "SLA overview not configured", "sla-page-unavailable"
 
 
+class PageError(Exception):
+    """A page request the overview refuses: shown as a Dutch page with this status."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.title, self.message = status, title, message
+
+
+@pages_blp.errorhandler(PageError)
+def _page_error(error: PageError) -> tuple[str, int, dict[str, str]]:
+    html = render_template(
+        "sla_error.html", title=error.title, message=error.message, windows=WINDOW_LABELS
+    )
+    return html, error.status, {"Cache-Control": "no-store"}
+
+
 @pages_blp.before_request
 def _who_may_look() -> Response | None:
+    if request.endpoint == "pages.static":
+        return None  # the sorting script and nothing else: no figures in it
+    if request.endpoint == "pages.department":
+        if current_app.config.get(LIST_ACCESS, "off") != "login":
+            raise PageError(
+                403,
+                "Alleen na inloggen",
+                "De lijst met vragen per afdeling noemt vragen en medewerkers en is er daarom "
+                "alleen na inloggen. Deze SLA-monitor heeft geen inlogsleutel "
+                "(KCC_SECRET_KEY); vraag de beheerder.",
+            )
+        return require_login(*PAGE_ROLES)
     access = current_app.config.get(PAGE_ACCESS, "off")
     if access == "public":
         return None
@@ -46,6 +96,46 @@ def _who_may_look() -> Response | None:
 
 WINDOW_LABELS = {"1h": "afgelopen uur", "1d": "afgelopen dag", "7d": "afgelopen 7 dagen",
                  "30d": "afgelopen 30 dagen"}  # fmt: skip
+PRIORITY_LABELS: Final = {"urgent": "Spoed", "high": "Hoog", "normal": "Normaal", "low": "Laag"}
+CLOCK_LABELS: Final = {"first_response": "Eerste reactie", "resolution": "Afhandeling"}
+STATE_LABELS: Final = {
+    "waiting": "Wacht op oppakken",
+    "claimed": "Opgepakt",
+    "awaiting_clarification": "Wacht op verduidelijking",
+}
+RAG_LABELS: Final = {
+    "rood": "Onder norm",
+    "oranje": "Let op",
+    "groen": "Binnen norm",
+    "geen": "Geen gegevens",
+}
+# Severity order: the department's verdict is its worst clock's.
+_RAG_ORDER: Final = ("geen", "groen", "oranje", "rood")
+
+
+def _value(d: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        d = d[key]
+    return d
+
+
+# The overview's sortable columns: the key in the URL (?sorteer=...) and how to read a row.
+SORT_KEYS: Final[dict[str, Callable[[dict[str, Any]], Any]]] = {
+    "afdeling": lambda d: d["name"].lower(),
+    "oordeel": lambda d: _RAG_ORDER.index(verdict(d)),
+    "eerste-reactie": lambda d: _value(d, "clocks", "first_response", "compliance"),
+    "afhandeling": lambda d: _value(d, "clocks", "resolution", "compliance"),
+    "te-laat": lambda d: d["late"],
+    "bijna-te-laat": lambda d: d["at_risk"],
+    "open": lambda d: d["open_total"],
+    "oudste-open": lambda d: d["oldest_open_seconds"],
+    "doorlooptijd-eerste-reactie": lambda d: _value(d, "clocks", "first_response", "p90_seconds"),
+    "doorlooptijd-afhandeling": lambda d: _value(d, "clocks", "resolution", "p90_seconds"),
+    "doorgestuurd": lambda d: d["handoffs_out"],
+    "waardering": lambda d: d["average_rating"],
+    "bedankjes": lambda d: d["thanks"],
+}
+ORDERS: Final = {"oplopend": False, "aflopend": True}
 
 
 def duration(seconds: float | None) -> str:
@@ -63,21 +153,163 @@ def percentage(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f} %".replace(".", ",")
 
 
+def rating(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}".replace(".", ",")
+
+
+def clock_rag(clock: dict[str, Any]) -> str:
+    """Red, amber or green for one clock of one department: its compliance against the
+    objective; a clock open past its target or near it makes green amber at least."""
+    compliance = clock["compliance"]
+    if compliance is None:
+        return "oranje" if clock["at_risk"] else "geen"
+    if compliance < AMBER_FROM:
+        return "rood"
+    if compliance < OBJECTIVE or clock["open_breached"] or clock["at_risk"]:
+        return "oranje"
+    return "groen"
+
+
+def verdict(department: dict[str, Any]) -> str:
+    """The department's verdict: its worst clock, and red while a question is late."""
+    worst = max((clock_rag(c) for c in department["clocks"].values()), key=_RAG_ORDER.index)
+    if department["late"]:
+        return "rood"
+    if department["at_risk"] and worst in ("geen", "groen"):
+        return "oranje"
+    return worst
+
+
+def team_name(team: str | None) -> str:
+    """'kcc-noord' -> 'KCC Noord' (teams have ids only); no team -> 'Zonder team'."""
+    if not team:
+        return "Zonder team"
+    words = team.replace("_", "-").split("-")
+    return " ".join(w.upper() if w.lower() == "kcc" else w.capitalize() for w in words if w)
+
+
+def _context() -> SlaContext:
+    context: SlaContext = current_app.extensions[CONTEXT_EXTENSION]
+    return context
+
+
+def _window() -> str:
+    window = request.args.get("window", "1d")
+    if window not in WINDOWS:
+        raise PageError(
+            400,
+            "Onbekende periode",
+            f"De periode moet een van deze zijn: {', '.join(WINDOWS)}.",
+        )
+    return window
+
+
+def _sort() -> tuple[str, str]:
+    key = request.args.get("sorteer", "afdeling")
+    order = request.args.get("volgorde", "oplopend")
+    if key not in SORT_KEYS:
+        raise PageError(
+            400,
+            "Onbekende kolom om op te sorteren",
+            f"Sorteren kan op: {', '.join(SORT_KEYS)}.",
+        )
+    if order not in ORDERS:
+        raise PageError(
+            400,
+            "Onbekende sorteervolgorde",
+            "De volgorde is 'oplopend' of 'aflopend'.",
+        )
+    return key, order
+
+
+def sorted_departments(
+    departments: list[dict[str, Any]], key: str, order: str
+) -> list[dict[str, Any]]:
+    """Sorted by one column; a row without a value (no data) always last."""
+    read = SORT_KEYS[key]
+    known = [d for d in departments if read(d) is not None]
+    unknown = [d for d in departments if read(d) is None]
+    return sorted(known, key=read, reverse=ORDERS[order]) + unknown
+
+
+def _page(html: str) -> tuple[str, int, dict[str, str]]:
+    # Aggregates only, but still not for shared caches; refresh every minute on a wall screen.
+    return html, 200, {"Cache-Control": "no-store", "Refresh": "60"}
+
+
 @pages_blp.get("/")
 @pages_blp.get("/sla")
 def overview() -> tuple[str, int, dict[str, str]]:
-    window = request.args.get("window", "1d")
-    if window not in WINDOWS:
-        window = "1d"
-    context: SlaContext = current_app.extensions[CONTEXT_EXTENSION]
-    summary = context.summary(window)
-    html = render_template(
-        "sla_overview.html",
-        summary=summary,
-        window=window,
-        windows=WINDOW_LABELS,
-        duration=duration,
-        percentage=percentage,
+    window = _window()
+    key, order = _sort()
+    summary = _context().summary(window)
+    now: datetime = summary["generated_at"]
+    return _page(
+        render_template(
+            "sla_overview.html",
+            summary=summary,
+            departments=sorted_departments(summary["departments"], key, order),
+            totals=summary["totals"],
+            sort_key=key,
+            order=order,
+            window=window,
+            windows=WINDOW_LABELS,
+            updated=moment(now, LOCAL, now),
+            user=current_user_or_none(),
+            may_drill=current_app.config.get(LIST_ACCESS) == "login",
+            **_helpers(),
+        )
     )
-    # Aggregates only, but still not for shared caches; refresh every minute on a wall screen.
-    return html, 200, {"Cache-Control": "no-store", "Refresh": "60"}
+
+
+@pages_blp.get("/sla/afdelingen/<string:department>")
+def department(department: str) -> tuple[str, int, dict[str, str]]:
+    context = _context()
+    user = current_user_or_none()
+    if department not in context.organisation.departments:
+        raise PageError(
+            404,
+            "Afdeling niet gevonden",
+            "Deze afdeling bestaat niet in de organisatie. Kies een afdeling in het SLA-overzicht.",
+        )
+    if user is not None and user.role == "staff" and department not in user.departments:
+        raise PageError(
+            403,
+            "Niet jouw afdeling",
+            "Als medewerker zie je de vragen van je eigen afdelingen; kies er een in het "
+            "SLA-overzicht.",
+        )
+    try:
+        listed = context.late_questions(department)
+    except UnknownDepartment:  # the organisation changed between the two looks
+        raise PageError(404, "Afdeling niet gevonden", "Deze afdeling bestaat niet.") from None
+    now: datetime = listed["generated_at"]
+    return _page(
+        render_template(
+            "sla_department.html",
+            listed=listed,
+            late=[q for q in listed["questions"] if q["level"] == "late"],
+            at_risk=[q for q in listed["questions"] if q["level"] == "at_risk"],
+            updated=moment(now, LOCAL, now),
+            now=now,
+            user=user,
+            **_helpers(),
+        )
+    )
+
+
+def _helpers() -> dict[str, Any]:
+    return {
+        "duration": duration,
+        "percentage": percentage,
+        "rating": rating,
+        "clock_rag": clock_rag,
+        "verdict": verdict,
+        "rag_labels": RAG_LABELS,
+        "team_name": team_name,
+        "priority_labels": PRIORITY_LABELS,
+        "clock_labels": CLOCK_LABELS,
+        "state_labels": STATE_LABELS,
+        "when": lambda at: moment(at, LOCAL, _context().clock()) if at is not None else "-",
+        "backoffice_url": _context().backoffice_url,
+    }

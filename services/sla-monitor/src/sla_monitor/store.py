@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from kcc_shared.clocks import (
     CLOCK_EVENT_TYPES,
@@ -43,6 +43,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -54,7 +55,7 @@ from sqlalchemy import (
 from sla_monitor import metrics
 from sla_monitor.metrics import OPEN_STATES, OpenFigures
 
-__all__ = ["WINDOWS", "SlaStore", "metadata"]
+__all__ = ["WINDOWS", "OpenClock", "SlaStore", "metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,18 @@ WINDOWS: Final[Mapping[str, timedelta]] = {
     "30d": timedelta(days=30),
 }
 # Only these fields of an event are kept: enough to rebuild every clock, never any text.
-_KEPT_FIELDS: Final = ("department", "priority", "reason", "from_department", "handoff_count")
+# staff_id: who claimed or answered (an employee's id, no citizen's data), for the drill-down's
+# "who has it".
+_KEPT_FIELDS: Final = (
+    "department", "priority", "reason", "from_department", "handoff_count", "staff_id",
+)  # fmt: skip
+# What each KCC team did, counted per team (the submitted event names the team; the others are
+# joined to it by request): filed, asked back for clarification, rated.
+TEAM_ACTIVITY: Final[Mapping[str, str]] = {
+    "request.submitted": "filed",
+    "request.clarification_requested": "clarifications",
+    "request.rated": "ratings",
+}
 
 
 def _kept(event: Event) -> dict[str, Any]:
@@ -169,8 +181,41 @@ ratings_table = Table(
     Index("ix_sla_ratings_at", "occurred_at"),
 )
 
+# New tables (not new columns): create_schema adds missing tables to an existing store, never
+# columns. Only the team, never the agent: the figures are per team.
+submissions_table = Table(
+    "sla_submissions",
+    metadata,
+    Column("request_id", String(36), primary_key=True),
+    Column("team", String(64), nullable=True),
+)
+
+team_activity_table = Table(
+    "sla_team_activity",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("request_id", String(36), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Index("ix_sla_team_activity_at", "occurred_at"),
+)
+
 processed = processed_events_table(metadata)
 outbox = outbox_table(metadata)
+
+
+@dataclass(frozen=True)
+class OpenClock:
+    """An open clock past its warning threshold now: ``late`` past its target (it can no
+    longer be met), else ``at_risk`` ("bijna te laat")."""
+
+    request_id: str
+    department: str
+    priority: str
+    kind: str
+    level: Literal["late", "at_risk"]
+    elapsed_s: float
+    target_s: int
 
 
 @dataclass(frozen=True)
@@ -235,6 +280,7 @@ class SlaStore:
             }
             for request_id, more in self._save(connection, derived, now, live=True).items():
                 observations[last_event[request_id]] += more
+        self._team_activity(connection, events)
         rated = [e for e in events if e.type == "request.rated"]
         if rated:
             # After the clocks: a rating without a department takes the request's current one,
@@ -321,6 +367,43 @@ class SlaStore:
             if thanks:
                 observations[event.id].append(_inc(metrics.THANKS, label))
         _insert(connection, ratings_table, rows)
+
+    def _team_activity(self, connection: Connection, events: Sequence[Event]) -> None:
+        activity = [e for e in events if e.type in TEAM_ACTIVITY]
+        _insert(
+            connection,
+            team_activity_table,
+            [
+                {
+                    "event_id": e.id,
+                    "request_id": e.request_id,
+                    "kind": TEAM_ACTIVITY[e.type],
+                    "occurred_at": e.occurred_at,
+                }
+                for e in activity
+            ],
+        )
+        submitted = {e.request_id: e for e in activity if e.type == "request.submitted"}
+        if submitted:
+            s = submissions_table
+            # A request is submitted once; a second submitted event for it (a replay with a new
+            # id) keeps the first team.
+            known = set()
+            for chunk in _chunks(list(submitted)):
+                known.update(
+                    connection.execute(
+                        select(s.c.request_id).where(s.c.request_id.in_(chunk))
+                    ).scalars()
+                )
+            _insert(
+                connection,
+                s,
+                [
+                    {"request_id": request_id, "team": _team(event)}
+                    for request_id, event in submitted.items()
+                    if request_id not in known
+                ],
+            )
 
     def _label(self, department: str) -> str:
         # Label values come from configuration only.
@@ -471,6 +554,10 @@ class SlaStore:
                 observations.append(lambda: histogram.labels(department, priority).observe(seconds))
             if outcome == "met":
                 observations.append(_inc(metrics.SLA_OUTCOMES, department, priority, kind, "met"))
+            if kind == "resolution" and clock.forwarded_to is not None:
+                handoffs, to = self.histograms.handoff, self._label(clock.forwarded_to)
+                sat = clock.elapsed_us / US
+                observations.append(lambda: handoffs.labels(department, to).observe(sat))
         return _Flags(warned, breached, breached_at, observed), observations, events
 
     def _emit(self, connection: Connection, events: list[Event]) -> None:
@@ -666,6 +753,13 @@ class SlaStore:
 
     def summary(self, window: str, now: datetime) -> list[dict[str, Any]]:
         """Per department: compliance, percentiles, open, oldest, breaches, handoffs, ratings."""
+        return self.summary_and_totals(window, now)[0]
+
+    def summary_and_totals(
+        self, window: str, now: datetime
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The summary per department and its totals row (all departments together; the
+        percentiles over every clock, not an average of the departments')."""
         since = now - WINDOWS[window]
         c, h, r = clocks_table, handoffs_table, ratings_table
         elapsed: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -679,6 +773,7 @@ class SlaStore:
                 outcomes[(row.department, row.kind, row.outcome)] += 1
                 if row.close_reason != "cancelled":
                     elapsed[(row.department, row.kind)].append(row.elapsed_us / US)
+                    elapsed[("", row.kind)].append(row.elapsed_us / US)
             breaches: dict[str, int] = _pairs(
                 connection.execute(
                     select(c.c.department, func.count())
@@ -715,20 +810,35 @@ class SlaStore:
                 )
             }
         open_ = {f.department: f for f in self.open_figures(now)}
+        alerts = self.open_clocks(now)
+        open_late: Counter[tuple[str, str, str]] = Counter(
+            (a.department, a.kind, a.level) for a in alerts
+        )
+        late_requests: dict[str, set[str]] = defaultdict(set)
+        risky_requests: dict[str, set[str]] = defaultdict(set)
+        for a in alerts:
+            (late_requests if a.level == "late" else risky_requests)[a.department].add(a.request_id)
         result = []
         for department_id, department in sorted(self.org.departments.items()):
             clocks = {}
             for kind in ("first_response", "resolution"):
                 met = outcomes[(department_id, kind, "met")]
                 breached = outcomes[(department_id, kind, "breached")]
+                # The truth about the norm: a clock still open past its target is breached
+                # already (no answer can make it met), so it counts against compliance now.
+                open_breached = open_late[(department_id, kind, "late")]
+                judged = met + breached + open_breached
                 values = elapsed[(department_id, kind)]
                 clocks[kind] = {
                     "met": met,
                     "breached": breached,
-                    "compliance": met / (met + breached) if met + breached else None,
+                    "open_breached": open_breached,
+                    "at_risk": open_late[(department_id, kind, "at_risk")],
+                    "compliance": met / judged if judged else None,
                     "median_seconds": percentile(values, 0.5),
                     "p90_seconds": percentile(values, 0.9),
                 }
+            late = late_requests[department_id]
             figures = open_[department_id]
             rating = ratings.get(department_id)
             result.append(
@@ -739,6 +849,8 @@ class SlaStore:
                     "open": {s: figures.by_state.get(s, 0) for s in OPEN_STATES},
                     "open_total": sum(figures.by_state.get(s, 0) for s in OPEN_STATES),
                     "oldest_open_seconds": figures.oldest_open_s,
+                    "late": len(late),
+                    "at_risk": len(risky_requests[department_id] - late),
                     "breaches": int(breaches.get(department_id, 0)),
                     "handoffs_in": int(in_.get(department_id, 0)),
                     "handoffs_out": int(out.get(department_id, 0)),
@@ -747,7 +859,179 @@ class SlaStore:
                     "thanks": int(rating.thanks or 0) if rating is not None else 0,
                 }
             )
-        return result
+        return result, _totals(result, elapsed)
+
+    def open_clocks(self, now: datetime, department: str | None = None) -> list[OpenClock]:
+        """Every open clock past its warning threshold at ``now`` (of one department or all).
+
+        One statement that returns only those clocks (the others are most of the open ones):
+        a running clock's elapsed time is B(now) - origin (see clocks.business_origin_us),
+        with B(now) computed once per department and compared in SQL.
+        """
+        departments = [department] if department is not None else sorted(self.org.departments)
+        departments = [d for d in departments if d in self.org.departments]
+        if not departments:
+            return []
+        now_b = {d: business_us_since_epoch(self.org.calendar_for(d), now) for d in departments}
+        c = clocks_table
+        b_now = case(
+            {
+                d: bindparam(f"b_{n}", value, type_=BigInt)
+                for n, (d, value) in enumerate(now_b.items())
+            },
+            value=c.c.department,
+        )
+        query = select(
+            c.c.request_id,
+            c.c.department,
+            c.c.priority,
+            c.c.kind,
+            c.c.status,
+            c.c.target_s,
+            c.c.elapsed_us,
+            c.c.origin_us,
+        ).where(
+            c.c.department.in_(departments),
+            ((c.c.status == "running") & (c.c.origin_us + c.c.warning_us <= b_now))
+            | ((c.c.status == "paused") & (c.c.elapsed_us >= c.c.warning_us)),
+        )
+        found = []
+        with self.engine.connect() as connection:
+            for row in connection.execute(query):
+                elapsed_us = (
+                    now_b[row.department] - int(row.origin_us)
+                    if row.status == "running"
+                    else int(row.elapsed_us)
+                )
+                found.append(
+                    OpenClock(
+                        request_id=row.request_id,
+                        department=row.department,
+                        priority=row.priority,
+                        kind=row.kind,
+                        level="late" if elapsed_us > row.target_s * US else "at_risk",
+                        elapsed_s=elapsed_us / US,
+                        target_s=int(row.target_s),
+                    )
+                )
+        return found
+
+    def late_questions(self, department: str, now: datetime) -> list[dict[str, Any]]:
+        """The open questions of ``department`` that are late or at risk now, with who has them
+        since when (derived from their stored history): the overview's drill-down. Late first,
+        then the furthest past their norm."""
+        by_request: dict[str, list[OpenClock]] = defaultdict(list)
+        for found in self.open_clocks(now, department):
+            by_request[found.request_id].append(found)
+        with self.engine.connect() as connection:
+            histories = self._histories(connection, sorted(by_request))
+        questions = []
+        for request_id, clocks in by_request.items():
+            derived = derive(request_id, histories.get(request_id, []), self.org)
+            if derived.department != department or derived.state == "closed":
+                continue  # moved on since the clock rows were read
+            late = any(c.level == "late" for c in clocks)
+            questions.append(
+                {
+                    "request_id": request_id,
+                    "level": "late" if late else "at_risk",
+                    "priority": clocks[0].priority,
+                    "state": derived.state,
+                    "arrived_at": derived.arrived_at,
+                    "claimed_by": derived.claimed_by,
+                    "claimed_at": derived.claimed_at,
+                    "clocks": [
+                        {
+                            "clock": c.kind,
+                            "level": c.level,
+                            "elapsed_seconds": c.elapsed_s,
+                            "target_seconds": c.target_s,
+                        }
+                        for c in sorted(clocks, key=lambda c: c.kind)
+                    ],
+                    "_overdue": max(c.elapsed_s / c.target_s for c in clocks),
+                }
+            )
+        questions.sort(key=lambda q: (q["level"] != "late", -q["_overdue"], q["request_id"]))
+        for question in questions:
+            del question["_overdue"]
+        return questions
+
+    def handoff_times(self, window: str, now: datetime) -> list[dict[str, Any]]:
+        """Per pair of departments: how many questions one forwarded to the other in the window
+        and how long they sat there first (business seconds, pauses excluded: the resolution
+        clock the forward closed). Slowest (p90) first."""
+        since = now - WINDOWS[window]
+        c, e = clocks_table, events_table
+        with self.engine.connect() as connection:
+            closed = connection.execute(
+                select(c.c.request_id, c.c.department, c.c.elapsed_us, c.c.closed_at).where(
+                    c.c.kind == "resolution",
+                    c.c.close_reason == "forwarded",
+                    c.c.closed_at >= since,
+                    c.c.closed_at <= now,
+                )
+            ).all()
+            # Where each went: the routed event at the moment the clock closed.
+            went: dict[tuple[str, datetime], str] = {}
+            for chunk in _chunks(sorted({row.request_id for row in closed})):
+                for row in connection.execute(
+                    select(e.c.request_id, e.c.occurred_at, e.c.data).where(
+                        e.c.request_id.in_(chunk), e.c.type == "request.routed"
+                    )
+                ):
+                    went[(row.request_id, _utc(row.occurred_at))] = str(
+                        json.loads(row.data).get("department")
+                    )
+        sat: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for row in closed:
+            target = went.get((row.request_id, _utc(row.closed_at)))
+            if target is not None and target != row.department:
+                sat[(row.department, target)].append(row.elapsed_us / US)
+        pairs = [
+            {
+                "from_department": source,
+                "from_name": self._name(source),
+                "to_department": target,
+                "to_name": self._name(target),
+                "handoffs": len(values),
+                "median_seconds": percentile(values, 0.5),
+                "p90_seconds": percentile(values, 0.9),
+            }
+            for (source, target), values in sat.items()
+        ]
+        pairs.sort(key=lambda p: (-(p["p90_seconds"] or 0), p["from_name"], p["to_name"]))
+        return pairs
+
+    def team_figures(self, window: str, now: datetime) -> list[dict[str, Any]]:
+        """Per KCC team, in the window: questions filed, clarifications asked back by the
+        departments, ratings given. A question whose submitted event has not arrived (or names
+        no team) counts under team null."""
+        since = now - WINDOWS[window]
+        t, s = team_activity_table, submissions_table
+        counts: dict[str | None, Counter[str]] = defaultdict(Counter)
+        with self.engine.connect() as connection:
+            for team, kind, count in connection.execute(
+                select(s.c.team, t.c.kind, func.count())
+                .select_from(t.outerjoin(s, s.c.request_id == t.c.request_id))
+                .where(t.c.occurred_at >= since, t.c.occurred_at <= now)
+                .group_by(s.c.team, t.c.kind)
+            ):
+                counts[team][kind] += int(count)
+        teams = sorted(counts, key=lambda team: (team is None, team or ""))
+        return [
+            {
+                "team": team,
+                "filed": counts[team]["filed"],
+                "clarifications": counts[team]["clarifications"],
+                "ratings": counts[team]["ratings"],
+            }
+            for team in teams
+        ]
+
+    def _name(self, department: str) -> str:
+        known = self.org.departments.get(department)
+        return known.name if known is not None else department
 
     def clocks_of(self, request_id: str) -> list[Row[Any]]:
         """The clock rows of one request (tests, support)."""
@@ -760,6 +1044,51 @@ class SlaStore:
                     .order_by(c.c.started_at, c.c.kind, c.c.round)
                 ).all()
             )
+
+
+def _totals(
+    departments: list[dict[str, Any]], elapsed: Mapping[tuple[str, str], list[float]]
+) -> dict[str, Any]:
+    """The totals row: sums, the overall compliance, the oldest of all, the weighted rating."""
+    clocks = {}
+    for kind in ("first_response", "resolution"):
+        summed = {
+            key: sum(d["clocks"][kind][key] for d in departments)
+            for key in ("met", "breached", "open_breached", "at_risk")
+        }
+        judged = summed["met"] + summed["breached"] + summed["open_breached"]
+        values = list(elapsed.get(("", kind), []))
+        clocks[kind] = {
+            **summed,
+            "compliance": summed["met"] / judged if judged else None,
+            "median_seconds": percentile(values, 0.5),
+            "p90_seconds": percentile(values, 0.9),
+        }
+    ratings = sum(d["ratings"] for d in departments)
+    scored = sum(d["average_rating"] * d["ratings"] for d in departments if d["ratings"])
+    return {
+        "clocks": clocks,
+        "open": {s: sum(d["open"][s] for d in departments) for s in OPEN_STATES},
+        "open_total": sum(d["open_total"] for d in departments),
+        "oldest_open_seconds": max((d["oldest_open_seconds"] for d in departments), default=0.0),
+        "late": sum(d["late"] for d in departments),
+        "at_risk": sum(d["at_risk"] for d in departments),
+        "breaches": sum(d["breaches"] for d in departments),
+        "handoffs_in": sum(d["handoffs_in"] for d in departments),
+        "handoffs_out": sum(d["handoffs_out"] for d in departments),
+        "ratings": ratings,
+        "average_rating": scored / ratings if ratings else None,
+        "thanks": sum(d["thanks"] for d in departments),
+    }
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _team(event: Event) -> str | None:
+    team = event.data.get("team")
+    return str(team)[:64] if team else None
 
 
 def _pairs(rows: Any) -> dict[str, int]:
