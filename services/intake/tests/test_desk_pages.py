@@ -74,7 +74,10 @@ def test_file_follow_clarify_and_rate_on_the_page(
     desk = client.get("/balie").get_data(as_text=True)
     assert "Mijn vragen" in desk
     assert 'lang="nl"' in desk
-    key = re.search(r'name="idempotency_key" value="([^"]+)"', desk)
+    # "Nieuwe vraag" on every desk page: the form is one step away.
+    assert 'href="/balie/nieuw"' in desk
+    form_page = client.get("/balie/nieuw").get_data(as_text=True)
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', form_page)
     assert key
 
     form = {
@@ -102,7 +105,7 @@ def test_file_follow_clarify_and_rate_on_the_page(
         text="Heeft mevrouw een uitkering?",
     )
     page = client.get(detail_url).get_data(as_text=True)
-    assert "De afdeling heeft een vraag aan jou" in page
+    assert "De afdeling wacht op het KCC" in page
     assert "Heeft mevrouw een uitkering?" in page
 
     answered = client.post(
@@ -147,7 +150,7 @@ def test_a_bad_question_shows_dutch_field_errors_and_files_nothing(
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert "Beschrijf de vraag in 10 tot 4000 tekens." in page
-    assert "Je hebt nog geen vragen gesteld." in page
+    assert "Je hebt nog geen vragen gesteld." in client.get("/balie").get_data(as_text=True)
 
 
 def test_forms_without_csrf_are_refused(app: Flask, client: FlaskClient) -> None:

@@ -1,4 +1,6 @@
-"""The agent desk ("balie"): server-rendered Dutch pages to file, follow, clarify and rate."""
+"""The desk ("balie") of the KCC-medewerker: server-rendered Dutch pages to file, follow,
+clarify and rate; what needs action first, the team's questions, and when the citizen can
+expect an answer."""
 
 from __future__ import annotations
 
@@ -12,18 +14,22 @@ from kcc_shared.events import CHANNELS, PRIORITIES
 from kcc_shared.privacy import redact_bsn
 from kcc_shared.problems import Problem
 from kcc_shared.routing_why import routing_in_force, why_routed
-from kcc_shared.web import current_user, login_required
+from kcc_shared.web import current_user, current_user_or_none, login_required
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response
 
-from intake.api import clarify, last_event_id, new_request, rate, stream_response
-from intake.schemas import ClarificationSchema, RatingSchema, RequestCreateSchema
+from intake.api import clarify, last_event_id, new_request, rate, redacted, stream_response
+from intake.expectation import expected_answer
+from intake.reference import MalformedReference, Reference, example, looks_like_reference
+from intake.reference import parse as parse_reference
+from intake.schemas import SEARCH_MAX_LENGTH, ClarificationSchema, RatingSchema, RequestCreateSchema
 from intake.service import IntakeContext
 from intake.store import (
     IdempotencyKeyReused,
     NotAwaitingClarification,
     NotRateable,
     NotRequestOwner,
+    Request,
     RequestNotCancellable,
     RequestNotFound,
 )
@@ -38,7 +44,7 @@ STATUS_LABELS: Final = {
     "submitted": "Ingediend",
     "routed": "Bij de afdeling, wacht op behandeling",
     "claimed": "In behandeling",
-    "awaiting_clarification": "De afdeling heeft een vraag aan jou",
+    "awaiting_clarification": "De afdeling wacht op het KCC",
     "answered": "Beantwoord",
     "closed": "Afgesloten",
     "cancelled": "Ingetrokken",
@@ -49,10 +55,10 @@ EVENT_LABELS: Final = {
     "request.claimed": "Opgepakt",
     "request.released": "Terug in de wachtrij",
     "request.reroute_requested": "Doorsturen gevraagd",
-    "request.clarification_requested": "Vraag aan jou",
-    "request.clarified": "Jouw verduidelijking",
+    "request.clarification_requested": "Vraag van de afdeling aan het KCC",
+    "request.clarified": "Verduidelijking van het KCC",
     "request.answered": "Antwoord",
-    "request.rated": "Jouw beoordeling",
+    "request.rated": "Beoordeling van het KCC",
     "request.reopened": "Heropend",
     "request.cancelled": "Ingetrokken",
     "request.sla_warning": "Termijn loopt bijna af",
@@ -69,6 +75,17 @@ CHANNEL_LABELS: Final = {
     "social": "Sociale media",
 }
 AGENT: Final = ("agent",)
+WAITING: Final = "awaiting_clarification"
+# The desk's status filter: what the KCC-medewerker chooses → the statuses it shows.
+STATUS_FILTERS: Final = {
+    "": ("Alle", ()),
+    "actie": ("Actie nodig", (WAITING,)),
+    "lopend": ("Lopend", ("submitted", "routed", "claimed")),
+    "beantwoord": ("Beantwoord", ("answered",)),
+    "afgesloten": ("Afgesloten", ("closed",)),
+    "ingetrokken": ("Ingetrokken", ("cancelled",)),
+}
+VIEWS: Final = {"mijn": "Mijn vragen", "team": "Vragen van mijn team"}
 
 
 def _context() -> IntakeContext:
@@ -87,8 +104,17 @@ def _local_time(moment: datetime | str | None) -> str:
 
 @desk_bp.app_context_processor
 def _labels() -> dict[str, Any]:
-    departments = {d.id: d.name for d in _context().organisation.departments.values()}
+    context = _context()
+    departments = {d.id: d.name for d in context.organisation.departments.values()}
+    user = current_user_or_none()
+    now = context.store.now()
     return {
+        # Questions a department asked back, waiting for this KCC-medewerker: in the title
+        # and the header of every desk page.
+        "action_count": context.store.count(user, WAITING)
+        if user is not None and user.role == "agent"
+        else 0,
+        "expected": lambda r: expected_answer(r, context.organisation, now),
         "status_labels": STATUS_LABELS,
         "event_labels": EVENT_LABELS,
         "priority_labels": PRIORITY_LABELS,
@@ -102,19 +128,98 @@ def _labels() -> dict[str, Any]:
 @desk_bp.get("")
 @login_required(*AGENT)
 def desk() -> Any:
-    """Mijn vragen, and the form to file a new one."""
-    return _desk_page({}, {})
-
-
-def _desk_page(form: dict[str, Any], errors: dict[str, Any], status: int = 200) -> Any:
+    """The questions (mine or my team's): those waiting for the KCC first, then the rest,
+    filtered by status and found by text, reference or citizen reference."""
+    user = current_user()
+    view = request.args.get("weergave", "mijn")
+    status = request.args.get("status", "")
+    search = request.args.get("zoek", "").strip()
+    errors: dict[str, str] = {}
+    if view not in VIEWS or (view == "team" and user.team is None):
+        errors["weergave"] = (
+            "Je hoort niet bij een team; kies Mijn vragen."
+            if view == "team"
+            else "Kies Mijn vragen of Vragen van mijn team."
+        )
+    if status not in STATUS_FILTERS:
+        errors["status"] = "Kies een status uit de lijst."
+    reference: Reference | None = None
+    if len(search) > SEARCH_MAX_LENGTH:
+        errors["zoek"] = f"Zoek met hoogstens {SEARCH_MAX_LENGTH} tekens."
+    elif len(search) == 1:
+        errors["zoek"] = "Zoek met minstens 2 tekens."
+    elif looks_like_reference(search):
+        try:
+            reference = parse_reference(search)
+        except MalformedReference:
+            errors["zoek"] = (
+                f"Dit is geen volledig kenmerk. Een kenmerk ziet eruit als {example()}."
+            )
     context = _context()
-    mine = context.store.list(current_user(), page_size=100)
-    page = render_template(
+    filters = {"weergave": view, "status": status, "zoek": search}
+    if errors:
+        return _list_page(filters, errors, [], [], 0), 400
+    scope = "team" if view == "team" else "mine"
+    found: dict[str, Any] = {
+        "scope": scope,
+        "reference": reference,
+        "text": None if reference is not None else search or None,
+    }
+    shown = STATUS_FILTERS[status][1]
+    waiting = (
+        context.store.list(user, statuses=(WAITING,), page_size=100, **found).items
+        if not shown or WAITING in shown
+        else []
+    )
+    rest = (
+        context.store.list(user, statuses=shown, excluded=(WAITING,), page_size=100, **found)
+        if status != "actie"
+        else None
+    )
+    return _list_page(
+        filters,
+        {},
+        waiting,
+        rest.items if rest else [],
+        rest.total if rest else 0,
+    )
+
+
+def _list_page(
+    filters: dict[str, str],
+    errors: dict[str, str],
+    waiting: list[Request],
+    rest: list[Request],
+    total: int,
+) -> str:
+    return render_template(
         "desk/desk.html",
-        requests=mine.items,
-        total=mine.total,
+        filters=filters,
+        errors=errors,
+        waiting=waiting,
+        requests=rest,
+        total=total,
+        views=VIEWS,
+        team_view=filters["weergave"] == "team",
+        status_filters={k: label for k, (label, _) in STATUS_FILTERS.items()},
+        feed_position=_context().store.last_update_seq(),
+    )
+
+
+@desk_bp.get("/nieuw")
+@login_required(*AGENT)
+def new() -> Any:
+    """The form for a new question: one step from every desk page."""
+    return _new_page({}, {})
+
+
+def _new_page(form: dict[str, Any], errors: dict[str, Any], status: int = 200) -> Any:
+    context = _context()
+    page = render_template(
+        "desk/new.html",
         form=_redisplayed(form),
         errors=errors,
+        error_links={f: f if f in FORM_FIELDS else "question" for f in errors},
         categories=list(context.organisation.categories.values()),
         priorities=PRIORITIES,
         channels=CHANNELS,
@@ -123,6 +228,9 @@ def _desk_page(form: dict[str, Any], errors: dict[str, Any], status: int = 200) 
         feed_position=context.store.last_update_seq(),
     )
     return page, status
+
+
+FORM_FIELDS: Final = ("question", "category", "priority", "channel", "citizen_ref")
 
 
 @desk_bp.post("/vragen")
@@ -144,15 +252,18 @@ def file_question() -> Any:
         key = _form_key(form)
         submission = _context().store.submit(current_user(), new, key)
     except ValidationError as exc:
-        return _desk_page(form, _messages(exc.messages), 400)
+        return _new_page(form, _messages(exc.messages), 400)
     except Problem as exc:
-        return _desk_page(form, _messages(exc.errors or {"question": None}), 400)
+        return _new_page(form, _messages(exc.errors or {"question": None}), 400)
     except IdempotencyKeyReused:
         form.pop("idempotency_key", None)
-        return _desk_page(form, {"question": "Dit formulier is al verstuurd."}, 409)
+        return _new_page(form, {"question": "Dit formulier is al verstuurd."}, 409)
     if not submission.replayed:
         _context().committed()
-    flash("Je vraag is verstuurd. Je ziet hier wanneer de afdeling hem oppakt.")
+    flash(
+        f"Je vraag is verstuurd met kenmerk {submission.request.reference}. "
+        "Je ziet hier wanneer de afdeling hem oppakt."
+    )
     return redirect(url_for("desk.detail", request_id=submission.request.id))
 
 
@@ -187,10 +298,15 @@ def detail(request_id: uuid.UUID) -> str:
         ),
         None,
     )
+    user = current_user()
     return render_template(
         "desk/request.html",
         r=request_,
-        mine=request_.agent_id == current_user().user_id,
+        mine=request_.agent_id == user.user_id,
+        # Who may answer the department's question: the filer, or a teammate whose colleague's
+        # shift ended (the store checks it again).
+        may_clarify=request_.agent_id == user.user_id
+        or (user.team is not None and request_.team == user.team),
         open_question=question if request_.status == "awaiting_clarification" else None,
         routing=routing_in_force(request_.timeline, request_.department),
         feed_position=context.store.last_update_seq(),
@@ -235,11 +351,42 @@ def rate_answer(request_id: uuid.UUID) -> Response:
     return _act(request_id, done, lambda: rate(_context(), current_user(), str(request_id), args))
 
 
+@desk_bp.get("/vragen/<uuid:request_id>/intrekken")
+@login_required(*AGENT)
+def confirm_cancel(request_id: uuid.UUID) -> Any:
+    """Withdrawing cannot be undone: a step to confirm it (the page works without script)."""
+    return _cancel_page(request_id, None, 200)
+
+
+def _cancel_page(request_id: uuid.UUID, error: str | None, status: int) -> Any:
+    try:
+        request_ = _context().store.get(str(request_id), current_user())
+    except RequestNotFound:
+        abort(404)
+    return render_template(
+        "desk/cancel.html",
+        r=request_,
+        error=error,
+        mine=request_.agent_id == current_user().user_id,
+        feed_position=_context().store.last_update_seq(),
+    ), status
+
+
 @desk_bp.post("/vragen/<uuid:request_id>/intrekken")
 @login_required(*AGENT)
-def cancel(request_id: uuid.UUID) -> Response:
+def cancel(request_id: uuid.UUID) -> Any:
+    if request.form.get("bevestigd") != "ja":
+        return _cancel_page(
+            request_id, "Kruis aan dat je de vraag wilt intrekken; er is niets ingetrokken.", 400
+        )
+    reason = request.form.get("reden", "").strip()
+    if len(reason) > 1000:
+        return _cancel_page(request_id, "Schrijf een reden van hoogstens 1000 tekens.", 400)
+
     def withdraw() -> Any:
-        cancelled = _context().store.cancel(str(request_id), current_user(), None)
+        cancelled = _context().store.cancel(
+            str(request_id), current_user(), redacted(reason, "cancel_reason") if reason else None
+        )
         _context().committed()
         return cancelled
 
@@ -259,7 +406,7 @@ def _act(request_id: uuid.UUID, done: str, action: Any) -> Response:
     except RequestNotFound:
         abort(404)
     except NotRequestOwner:
-        flash("Alleen wie de vraag stelde kan dit doen.", "fout")
+        flash("Alleen de KCC-medewerker die de vraag stelde kan dit doen.", "fout")
     except (NotAwaitingClarification, NotRateable, RequestNotCancellable) as exc:
         flash(_state_message(exc), "fout")
     else:
