@@ -147,6 +147,9 @@ WORK_EVENTS: Final = frozenset(
     }
 )
 
+# What the live stream announces: the work events, and the KCC's ratings (the thanks arrive).
+LIVE_EVENTS: Final = WORK_EVENTS | {"request.rated"}
+
 
 @dataclass(frozen=True)
 class Change:
@@ -350,7 +353,7 @@ class InboxStore:
             rows = connection.execute(
                 select(t.c.seq, t.c.request_id, t.c.type, t.c.details, i.c.department, i.c.state)
                 .select_from(t.outerjoin(i, i.c.request_id == t.c.request_id))
-                .where(t.c.seq > seq)
+                .where(t.c.seq > seq, t.c.type.in_(LIVE_EVENTS))
                 .order_by(t.c.seq)
                 .limit(limit)
             ).all()

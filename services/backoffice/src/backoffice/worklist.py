@@ -13,7 +13,7 @@ from kcc_shared.auth import Principal
 from kcc_shared.dutch_time import business_left, deadline
 
 from backoffice.inbox import OPEN_STATES, Item, Sla, deadline_of
-from backoffice.service import BackofficeContext, check_department
+from backoffice.service import BackofficeContext, UnknownInbox, check_department
 
 LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 
@@ -107,6 +107,8 @@ def build(
     if sla_filter is not None and sla_filter not in SLA_FILTERS:
         raise BadFilter(f"Het filter '{sla_filter}' bestaat niet; kies Te laat of Bijna te laat.")
     if department is not None:
+        if department not in ctx.organisation.departments:
+            raise UnknownInbox(department)  # said as such: department ids are no secret
         check_department(viewer, department, ctx.organisation)
     mine_ids = departments_of(viewer, ctx)
     now = ctx.clock()
