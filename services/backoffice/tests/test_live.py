@@ -150,5 +150,5 @@ def test_the_pages_load_the_live_script_from_a_file(
         script.close()
 
 
-def _text(chunk: str | bytes) -> str:
-    return chunk.decode() if isinstance(chunk, bytes) else chunk
+def _text(chunk: object) -> str:
+    return chunk.decode() if isinstance(chunk, bytes) else str(chunk)
