@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from kcc_shared.calendar import BusinessCalendar, Span
+from kcc_shared.calendar import BusinessCalendar, PublicHolidays, Span
 
 AMS = ZoneInfo("Europe/Amsterdam")
 HOUR = 3600.0
@@ -87,7 +87,11 @@ def daily_office(country: str | None) -> BusinessCalendar:
             ams(2025, 12, 24, 17), ams(2025, 12, 29, 8, 30), 0, id="christmas 25+26 dec 2025"
         ),
         pytest.param(
-            ams(2026, 4, 2, 17), ams(2026, 4, 7, 8, 30), 0, id="good friday to easter monday"
+            # Goede Vrijdag is a working day by default; Tweede Paasdag is not.
+            ams(2026, 4, 2, 17),
+            ams(2026, 4, 7, 8, 30),
+            8.5,
+            id="good friday to easter monday",
         ),
         pytest.param(ams(2025, 5, 2, 17), ams(2025, 5, 6, 8, 30), 0, id="bevrijdingsdag 2025"),
         pytest.param(ams(2026, 5, 4, 17), ams(2026, 5, 6, 8, 30), 8.5, id="5 may 2026 is open"),
@@ -95,10 +99,10 @@ def daily_office(country: str | None) -> BusinessCalendar:
         pytest.param(
             ams(2026, 3, 27, 16), ams(2026, 3, 30, 9, 30), 2, id="over the spring dst weekend"
         ),
-        # 261 weekdays in 2026, minus 7 holidays on weekdays, 8.5 h each.
-        pytest.param(ams(2026, 1, 1), ams(2027, 1, 1), 254 * 8.5, id="all of 2026"),
-        # 253 + 254 + 255 working days in 2025, 2026 and 2027.
-        pytest.param(ams(2025, 1, 1), ams(2028, 1, 1), 762 * 8.5, id="three years"),
+        # 261 weekdays in 2026, minus 6 holidays on weekdays (Goede Vrijdag is open), 8.5 h each.
+        pytest.param(ams(2026, 1, 1), ams(2027, 1, 1), 255 * 8.5, id="all of 2026"),
+        # 254 + 255 + 256 working days in 2025, 2026 and 2027.
+        pytest.param(ams(2025, 1, 1), ams(2028, 1, 1), 765 * 8.5, id="three years"),
     ],
 )
 def test_business_seconds_between(start: datetime, end: datetime, hours: float) -> None:
@@ -134,9 +138,9 @@ def test_business_seconds_between(start: datetime, end: datetime, hours: float) 
         pytest.param(
             ams(2025, 12, 31, 16), 2 * HOUR, ams(2026, 1, 2, 9, 30), id="skips new year's day"
         ),
-        pytest.param(ams(2026, 1, 1), 254 * 8.5 * HOUR, ams(2026, 12, 31, 17), id="all of 2026"),
+        pytest.param(ams(2026, 1, 1), 255 * 8.5 * HOUR, ams(2026, 12, 31, 17), id="all of 2026"),
         pytest.param(
-            ams(2026, 1, 1), 254 * 8.5 * HOUR + 1, ams(2027, 1, 4, 8, 30, 1), id="into 2027"
+            ams(2026, 1, 1), 255 * 8.5 * HOUR + 1, ams(2027, 1, 4, 8, 30, 1), id="into 2027"
         ),
     ],
 )
@@ -277,7 +281,7 @@ def test_span_boundary_in_repeated_hour_uses_first_occurrence() -> None:
         pytest.param(date(2025, 5, 5), True, id="bevrijdingsdag in a lustrum year"),
         pytest.param(date(2026, 5, 5), False, id="bevrijdingsdag 2026 is not a day off"),
         pytest.param(date(2026, 1, 1), True, id="nieuwjaarsdag"),
-        pytest.param(date(2026, 4, 3), True, id="goede vrijdag"),
+        pytest.param(date(2026, 4, 3), False, id="goede vrijdag is a working day by default"),
         pytest.param(date(2026, 4, 6), True, id="tweede paasdag"),
         pytest.param(date(2026, 5, 14), True, id="hemelvaartsdag"),
         pytest.param(date(2026, 5, 25), True, id="tweede pinksterdag"),
@@ -290,6 +294,119 @@ def test_span_boundary_in_repeated_hour_uses_first_occurrence() -> None:
 def test_dutch_public_holidays(day: date, closed: bool) -> None:
     calendar = daily_office("NL")
     assert calendar.is_closed_day(day) is closed
+
+
+# Goede Vrijdag 2026 is Friday 3 April (Tweede Paasdag Monday 6 April is closed in every
+# choice); Bevrijdingsdag is Monday 5 May 2025 (a lustrum year) and Tuesday 5 May 2026.
+GOEDE_VRIJDAG_2026 = (ams(2026, 4, 2, 17), ams(2026, 4, 7, 8, 30))
+BEVRIJDINGSDAG_2025 = (ams(2025, 5, 2, 17), ams(2025, 5, 6, 8, 30))
+BEVRIJDINGSDAG_2026 = (ams(2026, 5, 4, 17), ams(2026, 5, 6, 8, 30))
+
+
+@pytest.mark.parametrize(
+    ("choice", "goede_vrijdag_2026", "bevrijdingsdag_2025", "bevrijdingsdag_2026"),
+    [
+        pytest.param("NL", 8.5, 0, 8.5, id="short form NL: the defaults"),
+        pytest.param(PublicHolidays("NL"), 8.5, 0, 8.5, id="defaults"),
+        pytest.param(PublicHolidays("NL", goede_vrijdag="open"), 8.5, 0, 8.5, id="gv open"),
+        pytest.param(PublicHolidays("NL", goede_vrijdag="closed"), 0, 0, 8.5, id="gv closed"),
+        pytest.param(PublicHolidays("NL", bevrijdingsdag="lustrum"), 8.5, 0, 8.5, id="bd lustrum"),
+        pytest.param(PublicHolidays("NL", bevrijdingsdag="closed"), 8.5, 0, 0, id="bd closed"),
+        pytest.param(PublicHolidays("NL", bevrijdingsdag="open"), 8.5, 8.5, 8.5, id="bd open"),
+        pytest.param(
+            PublicHolidays("NL", goede_vrijdag="closed", bevrijdingsdag="closed"),
+            0,
+            0,
+            0,
+            id="both closed",
+        ),
+    ],
+)
+def test_business_time_follows_the_organisations_holiday_choice(
+    choice: PublicHolidays | str,
+    goede_vrijdag_2026: float,
+    bevrijdingsdag_2025: float,
+    bevrijdingsdag_2026: float,
+) -> None:
+    calendar = office(public_holidays=choice)
+
+    assert calendar.business_seconds_between(*GOEDE_VRIJDAG_2026) == goede_vrijdag_2026 * HOUR
+    assert calendar.business_seconds_between(*BEVRIJDINGSDAG_2025) == bevrijdingsdag_2025 * HOUR
+    assert calendar.business_seconds_between(*BEVRIJDINGSDAG_2026) == bevrijdingsdag_2026 * HOUR
+
+
+@pytest.mark.parametrize(
+    ("choice", "filed", "due"),
+    [
+        # Filed at 15:00 with a 4-hour norm: 2 hours that day, 2 the next working day.
+        pytest.param("NL", ams(2026, 4, 2, 15), ams(2026, 4, 3, 10, 30), id="gv open"),
+        pytest.param(
+            PublicHolidays("NL", goede_vrijdag="closed"),
+            ams(2026, 4, 2, 15),
+            ams(2026, 4, 7, 10, 30),
+            id="gv closed: after easter",
+        ),
+        pytest.param("NL", ams(2026, 5, 4, 15), ams(2026, 5, 5, 10, 30), id="5 may 2026 open"),
+        pytest.param(
+            PublicHolidays("NL", bevrijdingsdag="closed"),
+            ams(2026, 5, 4, 15),
+            ams(2026, 5, 6, 10, 30),
+            id="5 may 2026 closed",
+        ),
+        pytest.param("NL", ams(2025, 5, 2, 15), ams(2025, 5, 6, 10, 30), id="5 may 2025 closed"),
+        pytest.param(
+            PublicHolidays("NL", bevrijdingsdag="open"),
+            ams(2025, 5, 2, 15),
+            ams(2025, 5, 5, 10, 30),
+            id="5 may 2025 open",
+        ),
+    ],
+)
+def test_deadlines_follow_the_organisations_holiday_choice(
+    choice: PublicHolidays | str, filed: datetime, due: datetime
+) -> None:
+    assert office(public_holidays=choice).add_business_seconds(filed, 4 * HOUR) == due
+
+
+def test_bevrijdingsdag_open_keeps_hemelvaartsdag_on_the_same_day_closed() -> None:
+    # 5 May 2016 was both Bevrijdingsdag and Hemelvaartsdag.
+    calendar = office(public_holidays=PublicHolidays("NL", bevrijdingsdag="open"))
+    assert calendar.is_closed_day(date(2016, 5, 5))
+    assert not calendar.is_closed_day(date(2017, 5, 5))
+
+
+def test_other_countries_keep_the_package_holidays() -> None:
+    # Karfreitag is a public holiday in Germany; the NL choice does not touch other countries.
+    calendar = office(public_holidays="DE")
+    assert calendar.is_closed_day(date(2026, 4, 3))
+    assert calendar.public_holidays == PublicHolidays("DE")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param(
+            {"country": "BE", "goede_vrijdag": "closed"},
+            "goede_vrijdag and bevrijdingsdag are choices about Dutch public holidays; they "
+            "need country 'NL', not 'BE'",
+            id="choice for another country",
+        ),
+        pytest.param(
+            {"country": "NL", "goede_vrijdag": "dicht"},
+            "goede_vrijdag must be 'open' or 'closed', not 'dicht'",
+            id="goede vrijdag",
+        ),
+        pytest.param(
+            {"country": "NL", "bevrijdingsdag": "every_year"},
+            "bevrijdingsdag must be 'lustrum', 'closed' or 'open', not 'every_year'",
+            id="bevrijdingsdag",
+        ),
+        pytest.param({"country": "XX"}, "unknown holiday country 'XX'", id="country"),
+    ],
+)
+def test_invalid_public_holidays(kwargs: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        PublicHolidays(**kwargs)  # type: ignore[arg-type]
 
 
 def test_no_public_holidays() -> None:

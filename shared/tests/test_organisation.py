@@ -159,6 +159,56 @@ def test_public_holidays_null_means_none_and_no_is_a_country(tmp_path: Path) -> 
     assert norway.name == "Gemeente Test"
 
 
+@pytest.mark.parametrize(
+    ("public_holidays", "goede_vrijdag_2026", "bevrijdingsdag_2026"),
+    [
+        pytest.param("NL", 7.5, 8.5, id="short form: the defaults"),
+        pytest.param("{country: NL}", 7.5, 8.5, id="long form: the defaults"),
+        pytest.param("{country: NL, goede_vrijdag: closed}", 0, 8.5, id="goede vrijdag closed"),
+        pytest.param("{country: NL, bevrijdingsdag: closed}", 7.5, 0, id="bevrijdingsdag closed"),
+        pytest.param(
+            "\n      country: NL\n      goede_vrijdag: open\n      bevrijdingsdag: lustrum",
+            7.5,
+            8.5,
+            id="block form",
+        ),
+    ],
+)
+def test_the_file_chooses_the_holidays_clocks_stop_on(
+    tmp_path: Path, public_holidays: str, goede_vrijdag_2026: float, bevrijdingsdag_2026: float
+) -> None:
+    # BASE's kantoor opens on Monday and Friday: Goede Vrijdag 2026 is a Friday (08:30-12:30
+    # and 13:00-16:30, 7.5 hours). 5 May 2026 is a Tuesday, so a Tuesday is added.
+    text = changed("public_holidays: NL", f"public_holidays: {public_holidays}").replace(
+        "      monday:", '      tuesday: ["08:30-17:00"]\n      monday:', 1
+    )
+    calendar = load_organisation(write(tmp_path, text)).calendar_for("burgerzaken")
+    hours = calendar.business_seconds_between
+
+    good_friday = dt.datetime(2026, 4, 3, tzinfo=AMS)
+    may_5 = dt.datetime(2026, 5, 5, tzinfo=AMS)
+    day = dt.timedelta(days=1)
+    assert hours(good_friday, good_friday + day) == goede_vrijdag_2026 * 3600
+    assert hours(may_5, may_5 + day) == bevrijdingsdag_2026 * 3600
+
+
+def test_packaged_calendars_make_the_documented_holiday_choices() -> None:
+    organisation = load_organisation()
+
+    def closed(department: str, day: dt.date) -> bool:
+        return organisation.calendar_for(department).is_closed_day(day)
+
+    # The town hall works on Goede Vrijdag and closes on Bevrijdingsdag every year; the
+    # outdoor service and the KCC keep the defaults (5 May only in lustrum years).
+    for department in ("burgerzaken", "belastingen", "juridische-zaken", "openbare-ruimte"):
+        assert not closed(department, dt.date(2026, 4, 3)), department
+    assert closed("belastingen", dt.date(2026, 5, 5))
+    assert closed("burgerzaken", dt.date(2027, 5, 5))
+    assert not closed("openbare-ruimte", dt.date(2026, 5, 5))
+    assert closed("openbare-ruimte", dt.date(2025, 5, 5))
+    assert not closed("kcc-triage", dt.date(2026, 5, 5))
+
+
 def test_packaged_default_is_a_realistic_municipality() -> None:
     organisation = load_organisation()
 
@@ -288,6 +338,62 @@ CASES = [
         6,
         "calendar 'kantoor': unknown public holiday country 'XX'; use a country code such as "
         "NL, or null for no public holidays",
+    ),
+    (
+        "goede vrijdag neither open nor closed",
+        "public_holidays: NL",
+        "public_holidays: {country: NL, goede_vrijdag: dicht}",
+        6,
+        "calendar 'kantoor': public_holidays: goede_vrijdag: unknown choice 'dicht'; write open "
+        "(the default: a working day) or closed",
+    ),
+    (
+        "bevrijdingsdag on its own line",
+        "public_holidays: NL",
+        "public_holidays:\n      country: NL\n      bevrijdingsdag: every_year",
+        8,
+        "calendar 'kantoor': public_holidays: bevrijdingsdag: unknown choice 'every_year'; write "
+        "lustrum (the default: closed in 2025, 2030, ... only), closed (every year) or open "
+        "(never closed)",
+    ),
+    (
+        "a Dutch holiday choice for another country",
+        "public_holidays: NL",
+        "public_holidays:\n      country: BE\n      goede_vrijdag: closed",
+        8,
+        "calendar 'kantoor': public_holidays: goede_vrijdag is a choice about Dutch public "
+        "holidays; it needs country: NL, not 'BE'",
+    ),
+    (
+        "holiday choice without a country",
+        "public_holidays: NL",
+        "public_holidays: {bevrijdingsdag: closed}",
+        6,
+        "calendar 'kantoor': public_holidays: missing required field 'country'",
+    ),
+    (
+        "misspelt holiday choice",
+        "public_holidays: NL",
+        "public_holidays: {country: NL, goede_vrydag: closed}",
+        6,
+        "calendar 'kantoor': public_holidays: unknown field 'goede_vrydag' (did you mean "
+        "'goede_vrijdag'?)",
+    ),
+    (
+        "holiday country in the long form",
+        "public_holidays: NL",
+        "public_holidays: {country: XX}",
+        6,
+        "calendar 'kantoor': unknown public holiday country 'XX'; use a country code such as "
+        "NL, or null for no public holidays",
+    ),
+    (
+        "public holidays as a list",
+        "public_holidays: NL",
+        "public_holidays: [Goede vrijdag]",
+        6,
+        "calendar 'kantoor': public_holidays must be a country code (NL), null, or a mapping "
+        "such as {country: NL, goede_vrijdag: closed}, not a list",
     ),
     (
         "bad closed day",

@@ -8,11 +8,29 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
-__all__ = ["BusinessCalendar", "Span"]
+__all__ = [
+    "BEVRIJDINGSDAG_CHOICES",
+    "GOEDE_VRIJDAG_CHOICES",
+    "Bevrijdingsdag",
+    "BusinessCalendar",
+    "GoedeVrijdag",
+    "PublicHolidays",
+    "Span",
+]
+
+GoedeVrijdag = Literal["open", "closed"]
+Bevrijdingsdag = Literal["lustrum", "closed", "open"]
+GOEDE_VRIJDAG_CHOICES: Final[tuple[GoedeVrijdag, ...]] = ("open", "closed")
+BEVRIJDINGSDAG_CHOICES: Final[tuple[Bevrijdingsdag, ...]] = ("lustrum", "closed", "open")
+# The names the holidays package gives these two days in Dutch (holidays 0.109, language "nl");
+# test_calendar.py fails when an upgrade renames them.
+_GOEDE_VRIJDAG: Final = "Goede vrijdag"
+_BEVRIJDINGSDAG: Final = "Bevrijdingsdag"
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
@@ -35,6 +53,76 @@ class Span:
 
     start: dt.time
     end: dt.time
+
+
+@dataclass(frozen=True)
+class PublicHolidays:
+    """Which public holidays of ``country`` (a ``holidays`` package country code) close a
+    calendar.
+
+    Every holiday in the package's default "public" category closes it, except two days on
+    which Dutch municipalities differ, so for ``country="NL"`` the organisation chooses:
+
+    * ``goede_vrijdag``: ``"open"`` (the default; most municipalities work on Good Friday, and
+      the Algemene termijnenwet does not list it) or ``"closed"``.
+    * ``bevrijdingsdag`` (5 May): ``"lustrum"`` (the default: closed in 2025, 2030, ... only, as
+      many collective agreements have it), ``"closed"`` (every year) or ``"open"`` (never
+      closed).
+
+    For other countries both choices must stay ``None``: they are about Dutch holidays.
+    """
+
+    country: str
+    goede_vrijdag: GoedeVrijdag | None = None
+    bevrijdingsdag: Bevrijdingsdag | None = None
+
+    def __post_init__(self) -> None:
+        if self.country not in holidays.list_supported_countries():
+            raise ValueError(
+                f"unknown holiday country {self.country!r} "
+                "(expected a country code such as 'NL', or None for no public holidays)"
+            )
+        if self.country != "NL" and (
+            self.goede_vrijdag is not None or self.bevrijdingsdag is not None
+        ):
+            raise ValueError(
+                "goede_vrijdag and bevrijdingsdag are choices about Dutch public holidays; "
+                f"they need country 'NL', not {self.country!r}"
+            )
+        if self.goede_vrijdag not in (None, *GOEDE_VRIJDAG_CHOICES):
+            raise ValueError(
+                f"goede_vrijdag must be 'open' or 'closed', not {self.goede_vrijdag!r}"
+            )
+        if self.bevrijdingsdag not in (None, *BEVRIJDINGSDAG_CHOICES):
+            raise ValueError(
+                f"bevrijdingsdag must be 'lustrum', 'closed' or 'open', not {self.bevrijdingsdag!r}"
+            )
+
+    def dates(self, year: int) -> frozenset[dt.date]:
+        """The local dates in ``year`` on which these holidays close the calendar."""
+        if self.country != "NL":
+            return frozenset(holidays.country_holidays(self.country, years=year).keys())
+        public = holidays.country_holidays("NL", years=year, language="nl")
+        # The package lists Bevrijdingsdag as public only in lustrum years; every year it is in
+        # the "optional" category.
+        every_may_5 = holidays.country_holidays(
+            "NL", years=year, language="nl", categories=("optional",)
+        )
+        bevrijdingsdag = self.bevrijdingsdag or "lustrum"
+        closes = {
+            _GOEDE_VRIJDAG: self.goede_vrijdag == "closed",
+            _BEVRIJDINGSDAG: bevrijdingsdag != "open",
+        }
+        days = {
+            day
+            for day in public
+            # A day stays closed when any holiday on it closes it: 5 May 2016 was also
+            # Hemelvaartsdag.
+            if any(closes.get(name, True) for name in public.get_list(day))
+        }
+        if bevrijdingsdag == "closed":
+            days.update(day for day in every_may_5 if _BEVRIJDINGSDAG in every_may_5.get_list(day))
+        return frozenset(days)
 
 
 @dataclass(frozen=True)
@@ -81,13 +169,14 @@ class BusinessCalendar:
     * A boundary in a non-existent local hour (the spring-forward gap) is moved to the instant
       the clock jumps (02:30 on 29 March 2026 becomes 03:00 CEST), the first moment the wall
       clock has passed it. A boundary in a repeated hour (fall-back) uses its first occurrence.
-    * ``public_holidays`` is a country code for the ``holidays`` package (``None`` for none); its
-      default "public" category counts. For "NL" (holidays 0.109) that is: Nieuwjaarsdag, Goede
-      Vrijdag, Eerste and Tweede Paasdag, Koningsdag (27 April, or Saturday 26 April when the 27th
-      is a Sunday), Bevrijdingsdag (5 May) only in lustrum years (2025, 2030, ...),
-      Hemelvaartsdag, Eerste and Tweede Pinksterdag, Eerste and Tweede Kerstdag. Goede Vrijdag
-      is the package's choice (the Algemene termijnenwet does not list it). Pass Bevrijdingsdag in
-      other years through ``closed_days`` if the organisation closes then.
+    * ``public_holidays`` is a :class:`PublicHolidays` choice, a country code for the
+      ``holidays`` package (short for ``PublicHolidays(country)``, the defaults), or ``None``
+      for none. For "NL" (holidays 0.109) the defaults close on: Nieuwjaarsdag, Eerste and
+      Tweede Paasdag, Koningsdag (27 April, or Saturday 26 April when the 27th is a Sunday),
+      Bevrijdingsdag (5 May) only in lustrum years (2025, 2030, ...), Hemelvaartsdag, Eerste and
+      Tweede Pinksterdag, Eerste and Tweede Kerstdag; Goede Vrijdag stays open. The package
+      lists Goede Vrijdag as public; the default leaves it open because most municipalities
+      work that day (``PublicHolidays("NL", goede_vrijdag="closed")`` closes it).
     """
 
     def __init__(
@@ -96,7 +185,7 @@ class BusinessCalendar:
         timezone: str,
         opening_hours: Mapping[int, Sequence[Span]],
         closed_days: Iterable[dt.date] = (),
-        public_holidays: str | None = "NL",
+        public_holidays: PublicHolidays | str | None = "NL",
     ) -> None:
         try:
             self._tz = ZoneInfo(timezone)
@@ -119,19 +208,19 @@ class BusinessCalendar:
             days.add(day)
         self._closed_days = frozenset(days)
 
-        if public_holidays is not None and public_holidays not in (
-            holidays.list_supported_countries()
-        ):
-            raise ValueError(
-                f"unknown holiday country {public_holidays!r} "
-                "(expected a country code such as 'NL', or None for no public holidays)"
-            )
-        self._country = public_holidays
+        if isinstance(public_holidays, str):
+            public_holidays = PublicHolidays(public_holidays)
+        self._public_holidays = public_holidays
 
         # Both caches only grow by one entry per calendar year touched; a lost race between
         # threads merely computes the same immutable value twice.
         self._holiday_cache: dict[int, frozenset[dt.date]] = {}
         self._year_cache: dict[int, _YearIndex] = {}
+
+    @property
+    def public_holidays(self) -> PublicHolidays | None:
+        """The public holidays this calendar closes on (``None``: none)."""
+        return self._public_holidays
 
     def is_open(self, moment: dt.datetime) -> bool:
         """Whether the calendar is open at ``moment`` (timezone-aware)."""
@@ -206,8 +295,8 @@ class BusinessCalendar:
         cached = self._holiday_cache.get(year)
         if cached is None:
             cached = frozenset()
-            if self._country is not None:
-                cached = frozenset(holidays.country_holidays(self._country, years=year).keys())
+            if self._public_holidays is not None:
+                cached = self._public_holidays.dates(year)
             self._holiday_cache[year] = cached
         return cached
 

@@ -13,14 +13,22 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from kcc_shared.calendar import BusinessCalendar, Span
+from kcc_shared.calendar import (
+    BEVRIJDINGSDAG_CHOICES,
+    GOEDE_VRIJDAG_CHOICES,
+    Bevrijdingsdag,
+    BusinessCalendar,
+    GoedeVrijdag,
+    PublicHolidays,
+    Span,
+)
 
 __all__ = [
     "DEFAULT_WARNING_RATIO",
@@ -44,6 +52,8 @@ Priority = Literal["urgent", "high", "normal", "low"]
 # Most urgent first: a lower index is more urgent.
 PRIORITIES: Final[tuple[Priority, ...]] = ("urgent", "high", "normal", "low")
 _PRIORITY_BY_NAME: Final[Mapping[str, Priority]] = {p: p for p in PRIORITIES}
+_GOEDE_VRIJDAG: Final[Mapping[str, GoedeVrijdag]] = {c: c for c in GOEDE_VRIJDAG_CHOICES}
+_BEVRIJDINGSDAG: Final[Mapping[str, Bevrijdingsdag]] = {c: c for c in BEVRIJDINGSDAG_CHOICES}
 WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_WARNING_RATIO: Final = 0.8
 SUPPORTED_VERSION: Final = 1
@@ -54,6 +64,7 @@ _DURATION = re.compile(r"(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
 _DAYS_OR_WEEKS = re.compile(r"\d+(?:[.,]\d+)?\s*(?:d|w|days?|weeks?|dagen|dag|weken|wk)")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 _NULL_TAG: Final = "tag:yaml.org,2002:null"
+_C = TypeVar("_C", bound=str)
 _DEFAULT_RESOURCE: Final = "organisation.yaml"
 
 
@@ -527,9 +538,9 @@ class _Reader:
                     "Europe/Amsterdam",
                 )
 
-        country: str | None = "NL"
+        public_holidays: PublicHolidays | None = PublicHolidays("NL")
         if "public_holidays" in fields:
-            country = self.country(fields["public_holidays"], what)
+            public_holidays = self.public_holidays(fields["public_holidays"], what)
 
         opening_hours: dict[int, list[Span]] = {}
         if "opening_hours" in fields:
@@ -559,17 +570,81 @@ class _Reader:
                 timezone=timezone,
                 opening_hours=opening_hours,
                 closed_days=closed_days,
-                public_holidays=country,
+                public_holidays=public_holidays,
             )
         except ValueError as exc:
             self.report(node, f"{what}: {exc}")
             return None
 
-    def country(self, node: Node, what: str) -> str | None:
+    def public_holidays(self, node: Node, what: str) -> PublicHolidays | None:
+        """`public_holidays: NL` (the defaults), `null` (none), or the long form
+        `{country: NL, goede_vrijdag: open|closed, bevrijdingsdag: lustrum|closed|open}`."""
         if isinstance(node, ScalarNode) and node.tag == _NULL_TAG:
             return None
+        if isinstance(node, ScalarNode):
+            country = self.country(node, what, "public_holidays")
+            return PublicHolidays(country) if country is not None else None
+        if not isinstance(node, MappingNode):
+            self.report(
+                node,
+                f"{what}: public_holidays must be a country code (NL), null, or a mapping such "
+                "as {country: NL, goede_vrijdag: closed}, not " + _describe(node),
+            )
+            return None
+        fields = self.fields(
+            node,
+            f"{what}: public_holidays",
+            required=("country",),
+            optional=("goede_vrijdag", "bevrijdingsdag"),
+        )
+        if fields is None:
+            return None
+        before = len(self.problems)
+        country = None
+        if "country" in fields:
+            country = self.country(fields["country"], what, "public_holidays: country")
+        goede_vrijdag = None
+        if "goede_vrijdag" in fields:
+            goede_vrijdag = self.choice(
+                fields["goede_vrijdag"],
+                f"{what}: public_holidays: goede_vrijdag",
+                _GOEDE_VRIJDAG,
+                "open (the default: a working day) or closed",
+            )
+        bevrijdingsdag = None
+        if "bevrijdingsdag" in fields:
+            bevrijdingsdag = self.choice(
+                fields["bevrijdingsdag"],
+                f"{what}: public_holidays: bevrijdingsdag",
+                _BEVRIJDINGSDAG,
+                "lustrum (the default: closed in 2025, 2030, ... only), closed (every year) "
+                "or open (never closed)",
+            )
+        if country is not None and country != "NL":
+            for name in ("goede_vrijdag", "bevrijdingsdag"):
+                if name in fields:
+                    self.report(
+                        fields[name],
+                        f"{what}: public_holidays: {name} is a choice about Dutch public "
+                        f"holidays; it needs country: NL, not '{country}'",
+                    )
+        if len(self.problems) != before or country is None:
+            return None
+        return PublicHolidays(country, goede_vrijdag=goede_vrijdag, bevrijdingsdag=bevrijdingsdag)
+
+    def choice(self, node: Node, what: str, choices: Mapping[str, _C], meaning: str) -> _C | None:
+        """One of a few words, e.g. open or closed."""
+        value = self.text(node, what)
+        if value is None:
+            return None
+        if value not in choices:
+            self.report(node, f"{what}: unknown choice '{value}'; write {meaning}")
+            return None
+        return choices[value]
+
+    def country(self, node: Node, what: str, field: str) -> str | None:
         # Note: the raw text is used on purpose: YAML 1.1 would read NO (Norway) as false.
-        value = self.text(node, f"{what}: public_holidays")
+        value = self.text(node, f"{what}: {field}")
         if value is None:
             return None
         if value not in holidays.list_supported_countries():
@@ -578,6 +653,7 @@ class _Reader:
                 f"{what}: unknown public holiday country '{value}'; use a country code such as "
                 "NL, or null for no public holidays",
             )
+            return None
         return value
 
     def opening_hours(self, node: Node, what: str) -> dict[int, list[Span]]:
