@@ -159,3 +159,35 @@ def test_check_says_which_departments_have_too_few_examples(
         "examples: 1 questions in vragen.jsonl (fewest: 1 for one department); "
         "fewer than 5, so the rules alone route to: afval"
     )
+
+
+def test_example_copies_the_demo_organisation_to_start_from(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mijn-gemeente"
+
+    result = runner.invoke(config_group, ["example", str(folder)])
+
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "organisation.yaml",
+        "voorbeeldvragen.jsonl",
+    ]
+    # The copy checks as the demo does: same file, same version, its examples beside it.
+    check = runner.invoke(config_group, ["check", str(folder / "organisation.yaml")])
+    assert check.exit_code == 0, check.output
+    assert f"version {load_organisation().version}" in check.stdout
+    assert "examples: 2449 questions" in check.stdout
+
+
+def test_example_never_overwrites(runner: CliRunner, tmp_path: Path) -> None:
+    folder = tmp_path / "mijn-gemeente"
+    folder.mkdir()
+    (folder / "organisation.yaml").write_text("# mijn eigen werk\n", encoding="utf-8")
+
+    result = runner.invoke(config_group, ["example", str(folder)])
+
+    assert result.exit_code == 1
+    assert "organisation.yaml already exists; nothing was copied" in result.output
+    assert (folder / "organisation.yaml").read_text(encoding="utf-8") == "# mijn eigen werk\n"
+    assert not (folder / "voorbeeldvragen.jsonl").exists()

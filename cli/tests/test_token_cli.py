@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from kcc_cli.dev import demo_tokens, private_folder
 from kcc_cli.main import cli
 from kcc_shared.auth import TokenStore, tokens_table
+from kcc_shared.config import Config
 from kcc_shared.db import make_engine
 from sqlalchemy import MetaData, select
 
@@ -123,3 +125,56 @@ def test_a_bad_environment_is_reported_before_anything_runs(env: dict[str, str])
     assert result.exit_code == 1
     assert "KCC_PUBLISH_TIMEOUT" in result.output
     assert "KCC_LOG_LEVEL" in result.output
+
+
+def dev_data(tmp_path: Path) -> Path:
+    """The data folder a `kcc dev --data` leaves behind: its token store and demo tokens."""
+    data = tmp_path / "dev"
+    private_folder(data)
+    demo_tokens(Config().with_(auth_database_url=f"sqlite:///{data / 'auth.db'}"), data)
+    return data
+
+
+def dev_store(data: Path) -> TokenStore:
+    metadata = MetaData()
+    return TokenStore(make_engine(f"sqlite:///{data / 'auth.db'}"), tokens_table(metadata))
+
+
+def test_data_puts_the_token_where_kcc_dev_reads_tokens(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    data = dev_data(tmp_path)
+    runner = CliRunner()
+
+    result = runner.invoke(
+        cli,
+        ["token", "create", "--data", str(data), "--role", "agent", "--user", "agent-zoe"],
+        env=env,
+    )
+
+    assert result.exit_code == 0, result.output
+    principal = dev_store(data).authenticate(result.stdout.strip())
+    assert principal is not None
+    assert principal.user_id == "agent-zoe"
+    # Not in the store KCC_DATABASE_URL names.
+    assert store(env).list() == []
+    listing = runner.invoke(cli, ["token", "list", "--data", str(data)], env=env)
+    assert "agent-zoe" in listing.stdout
+    assert "agent-anna" in listing.stdout  # a demo user of that kcc dev
+
+
+def test_data_without_a_kcc_dev_is_refused_and_creates_nothing(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    empty = tmp_path / "niet-gestart"
+
+    result = CliRunner().invoke(
+        cli,
+        ["token", "create", "--data", str(empty), "--role", "agent", "--user", "agent-zoe"],
+        env=env,
+    )
+
+    assert result.exit_code == 2
+    assert "holds no `kcc dev` tokens" in result.output
+    assert f"kcc dev --data {empty}" in result.output
+    assert not empty.exists()

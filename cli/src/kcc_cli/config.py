@@ -43,6 +43,36 @@ def check_command(file: Path | None) -> None:
         click.echo(summary)
 
 
+@config_group.command("example")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+def example_command(folder: Path) -> None:
+    """Copy the demo organisation (Gemeente Voorbeeldstad) into FOLDER to start your own from:
+    organisation.yaml and the example questions it names. Existing files are never overwritten.
+    """
+    demo = load_organisation()
+    # Note: the examples file is named inside the YAML and read from beside it, so the two are
+    # copied together; a lone organisation.yaml would fail `kcc config check`.
+    sources = [Path(demo.source)]
+    if demo.examples_file is not None:
+        sources.append(demo.examples_file)
+    targets = [folder / source.name for source in sources]
+    existing = [str(target) for target in targets if target.exists()]
+    if existing:
+        raise click.ClickException(
+            f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
+            "nothing was copied (choose another folder or move the file away)"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for source, target in zip(sources, targets, strict=True):
+            target.write_bytes(source.read_bytes())
+    except OSError as exc:
+        raise click.ClickException(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    for target in targets:
+        click.echo(f"wrote {target}")
+    click.echo(f"next: edit {targets[0]}, then run: kcc config check {targets[0]}")
+
+
 def _check_examples(organisation: Organisation) -> str | None:
     """The example questions must name known departments and categories and hold no BSN
     (they are shown to people); a department with too few is left out of the model."""
