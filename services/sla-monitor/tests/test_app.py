@@ -95,7 +95,9 @@ def test_bad_window_is_a_400_problem(client: FlaskClient, ops_token: str, window
     )
     assert response.status_code == 400
     assert response.content_type == "application/problem+json"
-    assert "window" in response.json["errors"]
+    problem = response.get_json()
+    assert problem is not None
+    assert "window" in problem["errors"]
 
 
 def _scenario(app: Flask, clock: FakeClock) -> None:
@@ -127,7 +129,9 @@ def test_summary_shows_compliance_percentiles_open_handoffs_and_ratings(
         "/api/v1/sla/summary?window=1d", headers={"Authorization": f"Bearer {ops_token}"}
     )
     assert response.status_code == 200
-    by_department = {d["department"]: d for d in response.json["departments"]}
+    summary = response.get_json()
+    assert summary is not None
+    by_department = {d["department"]: d for d in summary["departments"]}
     burgerzaken = by_department["burgerzaken"]
     first = burgerzaken["clocks"]["first_response"]
     # three, still waiting since 10:00, is past its 1 h first-response norm: breached already.

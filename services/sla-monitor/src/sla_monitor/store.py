@@ -388,7 +388,7 @@ class SlaStore:
             s = submissions_table
             # A request is submitted once; a second submitted event for it (a replay with a new
             # id) keeps the first team.
-            known = set()
+            known: set[str] = set()
             for chunk in _chunks(list(submitted)):
                 known.update(
                     connection.execute(
@@ -925,37 +925,39 @@ class SlaStore:
             by_request[found.request_id].append(found)
         with self.engine.connect() as connection:
             histories = self._histories(connection, sorted(by_request))
-        questions = []
+        questions: list[tuple[bool, float, str, dict[str, Any]]] = []
         for request_id, clocks in by_request.items():
             derived = derive(request_id, histories.get(request_id, []), self.org)
             if derived.department != department or derived.state == "closed":
                 continue  # moved on since the clock rows were read
             late = any(c.level == "late" for c in clocks)
+            overdue = max(c.elapsed_s / c.target_s for c in clocks)
             questions.append(
-                {
-                    "request_id": request_id,
-                    "level": "late" if late else "at_risk",
-                    "priority": clocks[0].priority,
-                    "state": derived.state,
-                    "arrived_at": derived.arrived_at,
-                    "claimed_by": derived.claimed_by,
-                    "claimed_at": derived.claimed_at,
-                    "clocks": [
-                        {
-                            "clock": c.kind,
-                            "level": c.level,
-                            "elapsed_seconds": c.elapsed_s,
-                            "target_seconds": c.target_s,
-                        }
-                        for c in sorted(clocks, key=lambda c: c.kind)
-                    ],
-                    "_overdue": max(c.elapsed_s / c.target_s for c in clocks),
-                }
+                (
+                    not late,
+                    -overdue,
+                    request_id,
+                    {
+                        "request_id": request_id,
+                        "level": "late" if late else "at_risk",
+                        "priority": clocks[0].priority,
+                        "state": derived.state,
+                        "arrived_at": derived.arrived_at,
+                        "claimed_by": derived.claimed_by,
+                        "claimed_at": derived.claimed_at,
+                        "clocks": [
+                            {
+                                "clock": c.kind,
+                                "level": c.level,
+                                "elapsed_seconds": c.elapsed_s,
+                                "target_seconds": c.target_s,
+                            }
+                            for c in sorted(clocks, key=lambda c: c.kind)
+                        ],
+                    },
+                )
             )
-        questions.sort(key=lambda q: (q["level"] != "late", -q["_overdue"], q["request_id"]))
-        for question in questions:
-            del question["_overdue"]
-        return questions
+        return [question for *_, question in sorted(questions, key=lambda q: q[:3])]
 
     def handoff_times(self, window: str, now: datetime) -> list[dict[str, Any]]:
         """Per pair of departments: how many questions one forwarded to the other in the window
@@ -975,20 +977,20 @@ class SlaStore:
             # Where each went: the routed event at the moment the clock closed.
             went: dict[tuple[str, datetime], str] = {}
             for chunk in _chunks(sorted({row.request_id for row in closed})):
-                for row in connection.execute(
+                for routed in connection.execute(
                     select(e.c.request_id, e.c.occurred_at, e.c.data).where(
                         e.c.request_id.in_(chunk), e.c.type == "request.routed"
                     )
                 ):
-                    went[(row.request_id, _utc(row.occurred_at))] = str(
-                        json.loads(row.data).get("department")
+                    went[(routed.request_id, _utc(routed.occurred_at))] = str(
+                        json.loads(routed.data).get("department")
                     )
         sat: dict[tuple[str, str], list[float]] = defaultdict(list)
         for row in closed:
             target = went.get((row.request_id, _utc(row.closed_at)))
             if target is not None and target != row.department:
                 sat[(row.department, target)].append(row.elapsed_us / US)
-        pairs = [
+        pairs: list[dict[str, Any]] = [
             {
                 "from_department": source,
                 "from_name": self._name(source),
