@@ -69,6 +69,8 @@ LOGIN_PAGES: Final = (
     ("/backoffice", "/backoffice/inbox"),
     ("/sla-monitor", "/sla-monitor/sla"),
 )
+# Where a role lands when its pages are in more than one app: the team lead on the overview.
+ROLE_LANDING: Final = {"ops": "/sla-monitor/sla"}
 _CSRF_INPUT: Final = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -260,7 +262,8 @@ def dev_site(app: WsgiApp, page: bytes, links: LoginLinks, tokens: Mapping[str, 
         if home is None:
             log.warning("dev_login_link_refused", extra={"user_id": user})
             return html_response(_LINK_REFUSED, 403)
-        response = redirect(home, 303)
+        role = {u: r for u, r, _, _ in DEMO_USERS}.get(user, "")
+        response = redirect(ROLE_LANDING.get(role, home), 303)
         for cookie in cookies:
             response.headers.add("Set-Cookie", cookie)
         response.headers["Cache-Control"] = "no-store"
