@@ -168,3 +168,68 @@ def test_every_dashboard_query_parses(tmp_path: Path) -> None:
         [promtool, "check", "rules", str(file)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# English words the dashboard used before it spoke Dutch; none may come back in what people
+# read (titles, descriptions, legends, variable labels). PromQL and metric names stay as they are.
+ENGLISH = re.compile(
+    r"\b(compliance|per department|per clock|objective|first response|resolution|median|"
+    r"percentile|open requests|oldest|longest|breaches|handoffs?|average|ratings?|score|thanks|"
+    r"questions?|submitted|routed|latency|backlog|unsent|dead letters|queue depth|messages|"
+    r"consumed|data source|burn rate|all)\b",
+    re.IGNORECASE,
+)
+# The overview page's words (services/sla-monitor templates) the dashboard must use too.
+PAGE_WORDS = (
+    "Binnen norm",
+    "Eerste reactie",
+    "Afhandeling",
+    "Open vragen",
+    "Doorlooptijd per overdracht",
+    "Gem. waardering",
+    "Bedankjes",
+    "Doorgestuurd",
+)
+
+
+def _people_text(built: dict[str, Any]) -> list[str]:
+    texts = [built["title"], built["description"]]
+    for p in built["panels"]:
+        texts += [p["title"], p.get("description", "")]
+        texts += [t.get("legendFormat", "") for t in p.get("targets", [])]
+    texts += [v.get("label", "") for v in built["templating"]["list"]]
+    return texts
+
+
+def test_the_dashboard_speaks_dutch_in_everything_people_read() -> None:
+    for text in _people_text(dashboard.build()):
+        # Legends name label values in braces ({{department}}); the words around them count.
+        readable = re.sub(r"\{\{\s*\w+\s*\}\}|`[^`]*`|\w+\.\w+\b|Kcc\w+", "", text)
+        found = ENGLISH.search(readable)
+        assert found is None, f"English {found[0]!r} in {text!r}"
+
+
+def test_the_dashboard_uses_the_words_of_the_overview_page() -> None:
+    everything = " ".join(_people_text(dashboard.build()))
+    for word in PAGE_WORDS:
+        assert word in everything, word
+    template = (
+        ROOT / "services/sla-monitor/src/sla_monitor/templates/sla_overview.html"
+    ).read_text()
+    for word in PAGE_WORDS:
+        assert word in template, f"the page no longer says {word!r}: keep both in step"
+
+
+def test_the_handoff_time_has_its_panel_per_pair_of_departments() -> None:
+    panels = [
+        p
+        for p in dashboard.build()["panels"]
+        if "kcc_request_handoff_business_seconds_bucket" in str(p.get("targets"))
+    ]
+    assert [p["title"] for p in panels] == [
+        "Doorlooptijd per overdracht: 90e percentiel ($window)",
+        "Doorlooptijd per overdracht: mediaan ($window)",
+    ]
+    for p in panels:
+        assert "from_department, to_department, le" in p["targets"][0]["expr"]
+        assert p["fieldConfig"]["defaults"]["unit"] == "s"

@@ -56,13 +56,51 @@ def panel(
     }
 
 
+# Label values are the contract's (English ids); legends say them in the pages' Dutch words.
+CLOCK_WORDS = {"first_response": "eerste reactie", "resolution": "afhandeling"}
+STATE_WORDS = {
+    "waiting": "wacht op oppakken",
+    "claimed": "opgepakt",
+    "awaiting_clarification": "wacht op verduidelijking",
+}
+CHANNEL_WORDS = {
+    "phone": "telefoon",
+    "email": "e-mail",
+    "chat": "chat",
+    "counter": "balie",
+    "app": "app",
+    "letter": "brief",
+    "social": "sociale media",
+}
+OUTCOME_WORDS = {
+    "acked": "verwerkt",
+    "duplicate": "dubbel",
+    "requeued": "opnieuw in de rij",
+    "dead_lettered": "geparkeerd",
+}
+QUANTILE_WORDS = {
+    0.5: "mediaan",
+    0.9: "90e percentiel",
+    0.95: "95e percentiel",
+    0.99: "99e percentiel",
+}
+
+
+def dutch(expr: str, source: str, words: dict[str, str], label: str) -> str:
+    """`expr` with a label `label` that says `source`'s value in Dutch (label_replace per
+    value; a value without a word keeps no `label`, so its legend shows the raw value)."""
+    for value, word in words.items():
+        expr = f'label_replace({expr}, "{label}", "{word}", "{source}", "{value}")'
+    return expr
+
+
 def department_quantiles(metric: str) -> list[Panel]:
     """Median and 90th percentile per department of a business-time histogram over $window."""
     return [
         target(
             f"histogram_quantile({q}, sum by (department, le) "
             f"(rate({metric}_bucket{{{DEPT}}}[$window])))",
-            f"p{round(q * 100)} {{{{department}}}}",
+            f"{QUANTILE_WORDS[q]} {{{{department}}}}",
         )
         for q in (0.5, 0.9)
     ]
@@ -71,23 +109,30 @@ def department_quantiles(metric: str) -> list[Panel]:
 def sla_panels() -> list[Panel]:
     return [
         panel(
-            "Compliance per department ($window)",
+            "Binnen norm per afdeling ($window)",
             [
                 target(
                     f"department:kcc_sla_compliance:ratio_rate$window{{{DEPT}}}", "{{department}}"
                 ),
-                target("kcc:sla_objective:ratio", "objective"),
+                target("kcc:sla_objective:ratio", "norm"),
             ],
             unit="percentunit",
-            description="Share of clocks (first response and resolution) that met the norm: "
-            "met / (met + breached), from the recording rules in deploy/prometheus/rules.",
+            description="Deel van de termijnen (eerste reactie en afhandeling) dat binnen de norm "
+            "bleef: binnen norm / (binnen norm + te laat), uit de recording rules in "
+            "deploy/prometheus/rules. Een termijn telt als te laat op het moment dat hij "
+            "verstrijkt, ook als de vraag nog open staat (zoals op het SLA-overzicht).",
         ),
         panel(
-            "Compliance per clock ($window)",
+            "Binnen norm per termijn ($window)",
             [
                 target(
-                    f"department_clock:kcc_sla_compliance:ratio_rate$window{{{DEPT}}}",
-                    "{{department}} {{clock}}",
+                    dutch(
+                        f"department_clock:kcc_sla_compliance:ratio_rate$window{{{DEPT}}}",
+                        "clock",
+                        CLOCK_WORDS,
+                        "termijn",
+                    ),
+                    "{{department}} {{termijn}}",
                     instant=True,
                 )
             ],
@@ -97,65 +142,83 @@ def sla_panels() -> list[Panel]:
             overrides={"min": 0, "max": 1},
         ),
         panel(
-            "Error-budget burn rate",
+            "Tempo van te laat (foutbudget)",
             [
-                target(f"department:kcc_sla_burn_rate:ratio_rate1h{{{DEPT}}}", "1h {{department}}"),
-                target(f"department:kcc_sla_burn_rate:ratio_rate6h{{{DEPT}}}", "6h {{department}}"),
-                target(f"department:kcc_sla_burn_rate:ratio_rate3d{{{DEPT}}}", "3d {{department}}"),
+                target(
+                    f"department:kcc_sla_burn_rate:ratio_rate1h{{{DEPT}}}", "1 uur {{department}}"
+                ),
+                target(
+                    f"department:kcc_sla_burn_rate:ratio_rate6h{{{DEPT}}}", "6 uur {{department}}"
+                ),
+                target(
+                    f"department:kcc_sla_burn_rate:ratio_rate3d{{{DEPT}}}", "3 dagen {{department}}"
+                ),
             ],
-            description="1 = breaching exactly as fast as the objective allows. Alerts: "
-            "14.4 (1h and 5m), 6 (6h and 30m), 1 (3d and 6h).",
+            description="1 = precies zo veel te laat als de norm toestaat. Meldingen bij "
+            "14,4 (1 uur en 5 min), 6 (6 uur en 30 min), 1 (3 dagen en 6 uur).",
             thresholds=[("green", None), ("orange", 1), ("red", 6)],
         ),
         panel(
-            "First response, median and 90th percentile ($window)",
+            "Eerste reactie: mediaan en 90e percentiel ($window)",
             department_quantiles("kcc_request_first_response_business_seconds"),
             unit="s",
-            description="Business time from routed to claimed, per department.",
+            description="Werktijd van doorgezet tot opgepakt, per afdeling.",
         ),
         panel(
-            "Resolution, median and 90th percentile ($window)",
+            "Afhandeling: mediaan en 90e percentiel ($window)",
             department_quantiles("kcc_request_resolution_business_seconds"),
             unit="s",
-            description="Business time from routed to answered, per department.",
+            description="Werktijd van doorgezet tot beantwoord (zonder wachttijd op "
+            "verduidelijking), per afdeling.",
         ),
         panel(
-            "Open requests",
+            "Open vragen",
             [
                 target(
-                    f"sum by (department, state) (kcc_requests_open{{{DEPT}}})",
-                    "{{department}} {{state}}",
+                    dutch(
+                        f"sum by (department, state) (kcc_requests_open{{{DEPT}}})",
+                        "state",
+                        STATE_WORDS,
+                        "stand",
+                    ),
+                    "{{department}} {{stand}}",
                 )
             ],
             overrides={"custom": {"stacking": {"mode": "normal"}}},
         ),
         panel(
-            "Oldest open request and longest norm",
+            "Oudste open vraag en langste norm",
             [
                 target(
                     f"max by (department) (kcc_request_oldest_open_business_seconds{{{DEPT}}})",
-                    "oldest {{department}}",
+                    "oudste open {{department}}",
                 ),
                 target(
                     "max by (department) "
                     f'(kcc:sla_target:business_seconds{{clock="resolution", {DEPT}}})',
-                    "longest norm {{department}}",
+                    "langste norm {{department}}",
                 ),
             ],
             unit="s",
-            description="Business time the oldest open request has waited; the alert "
-            "KccOldestOpenOverNorm fires when it passes the department's longest norm.",
+            description="Werktijd die de oudste open vraag al wacht; de melding "
+            "KccOldestOpenOverNorm gaat af als die de langste norm van de afdeling passeert.",
         ),
         panel(
-            "Breaches ($window)",
+            "Te laat geworden ($window)",
             [
                 target(
-                    "sum by (department, clock) "
-                    f'(increase(kcc_sla_outcomes_total{{outcome="breached", {DEPT}}}[$window]))',
-                    "{{department}} {{clock}}",
+                    dutch(
+                        "sum by (department, clock) (increase(kcc_sla_outcomes_total"
+                        f'{{outcome="breached", {DEPT}}}[$window]))',
+                        "clock",
+                        CLOCK_WORDS,
+                        "termijn",
+                    ),
+                    "{{department}} {{termijn}}",
                 )
             ],
-            description="Clocks that passed their deadline (counted at the deadline).",
+            description="Termijnen die verstreken (geteld op het moment van verstrijken, ook als "
+            "de vraag nog open staat): de normoverschrijdingen.",
         ),
     ]
 
@@ -167,7 +230,7 @@ def handoff_and_satisfaction_panels() -> list[Panel]:
     )
     return [
         panel(
-            "Handoffs: who forwards to whom ($window)",
+            "Doorgestuurd: van welke afdeling naar welke ($window)",
             [
                 target(
                     "sum by (from_department, to_department) ("
@@ -178,10 +241,42 @@ def handoff_and_satisfaction_panels() -> list[Panel]:
                 )
             ],
             kind="table",
-            description="Forwards out of and into the selected departments.",
+            description="Doorgestuurde vragen uit en naar de gekozen afdelingen.",
         ),
         panel(
-            "Average rating ($window)",
+            "Doorlooptijd per overdracht: 90e percentiel ($window)",
+            [
+                target(
+                    "histogram_quantile(0.9, sum by (from_department, to_department, le) "
+                    "(rate(kcc_request_handoff_business_seconds_bucket"
+                    '{from_department=~"$department"}[$window])))',
+                    "{{from_department}} → {{to_department}}",
+                    instant=True,
+                )
+            ],
+            kind="bargauge",
+            unit="s",
+            description="Hoe lang vragen bij een afdeling lagen (werktijd, zonder wachttijd op "
+            "verduidelijking) voordat die afdeling ze doorstuurde, per paar van afdelingen: "
+            "trage overdrachten vallen op. Zoals 'Doorlooptijd per overdracht' op het "
+            "SLA-overzicht.",
+            thresholds=[("green", None), ("orange", 14400), ("red", 28800)],
+        ),
+        panel(
+            "Doorlooptijd per overdracht: mediaan ($window)",
+            [
+                target(
+                    "histogram_quantile(0.5, sum by (from_department, to_department, le) "
+                    "(rate(kcc_request_handoff_business_seconds_bucket"
+                    '{from_department=~"$department"}[$window])))',
+                    "{{from_department}} → {{to_department}}",
+                )
+            ],
+            unit="s",
+            description="De mediaan van dezelfde werktijd vóór het doorsturen, door de tijd.",
+        ),
+        panel(
+            "Gem. waardering ($window)",
             [
                 target(
                     f"sum by (department) ({ratings}) / sum by (department) "
@@ -191,10 +286,10 @@ def handoff_and_satisfaction_panels() -> list[Panel]:
             ],
             overrides={"min": 1, "max": 5, "decimals": 2},
             thresholds=[("red", None), ("orange", 3), ("green", 4)],
-            description="Agents' ratings of answers (1-5).",
+            description="Cijfers die KCC-medewerkers aan de antwoorden gaven (1-5).",
         ),
         panel(
-            "Ratings by score ($window)",
+            "Waarderingen per cijfer ($window)",
             [
                 target(
                     f"sum by (score) (increase(kcc_request_ratings_total{{{DEPT}}}[$window]))",
@@ -205,7 +300,7 @@ def handoff_and_satisfaction_panels() -> list[Panel]:
             kind="bargauge",
         ),
         panel(
-            "Thanks ($window)",
+            "Bedankjes ($window)",
             [
                 target(
                     f"sum by (department) (increase(kcc_request_thanks_total{{{DEPT}}}[$window]))",
@@ -219,62 +314,79 @@ def handoff_and_satisfaction_panels() -> list[Panel]:
 def pipeline_panels() -> list[Panel]:
     return [
         panel(
-            "Questions submitted per minute",
+            "Vragen gesteld per minuut",
             [
                 target(
-                    "60 * sum by (channel) (rate(kcc_requests_submitted_total[$__rate_interval]))",
-                    "{{channel}}",
+                    dutch(
+                        "60 * sum by (channel) "
+                        "(rate(kcc_requests_submitted_total[$__rate_interval]))",
+                        "channel",
+                        CHANNEL_WORDS,
+                        "kanaal",
+                    ),
+                    "{{kanaal}}",
                 )
             ],
         ),
         panel(
-            "Questions routed per minute",
+            "Vragen doorgezet per minuut",
             [
                 target(
-                    "60 * sum by (department, reason) "
-                    f"(rate(kcc_requests_routed_total{{{DEPT}}}[$__rate_interval]))",
-                    "{{department}} ({{reason}})",
+                    dutch(
+                        "60 * sum by (department, reason) "
+                        f"(rate(kcc_requests_routed_total{{{DEPT}}}[$__rate_interval]))",
+                        "reason",
+                        {
+                            "rule": "regel",
+                            "category": "categorie",
+                            "model": "model",
+                            "forward": "doorgestuurd",
+                            "fallback": "triage",
+                        },
+                        "waarom",
+                    ),
+                    "{{department}} ({{waarom}})",
                 )
             ],
         ),
         panel(
-            "Route latency, submit to routed",
+            "Doorzettijd, van gesteld tot doorgezet",
             [
                 target(
                     f"histogram_quantile({q}, sum by (le) "
                     f"(rate(kcc_request_route_seconds_bucket{{{DEPT}}}[$__rate_interval])))",
-                    f"p{round(q * 100)}",
+                    QUANTILE_WORDS[q],
                 )
                 for q in (0.5, 0.95, 0.99)
             ],
             unit="s",
-            description="Wall clock from request.submitted to the confirmed request.routed: "
-            "outbox relay, queue wait and routing.",
+            description="Kloktijd van request.submitted tot het bevestigde request.routed: "
+            "outbox, wachtrij en routering.",
         ),
         panel(
-            "Outbox backlog",
+            "Outbox: nog te versturen",
             [target("sum by (service) (kcc_outbox_backlog)", "{{service}}")],
-            description="Events stored but not yet confirmed by RabbitMQ.",
+            description="Events die bewaard zijn maar nog niet door RabbitMQ bevestigd.",
         ),
         panel(
-            "Oldest unsent outbox event",
+            "Outbox: oudste onverstuurde event",
             [target("max by (service) (kcc_outbox_oldest_unsent_age_seconds)", "{{service}}")],
             unit="s",
             thresholds=[("green", None), ("red", 300)],
         ),
         panel(
-            "Dead letters (kcc.dead)",
+            "Geparkeerde berichten (kcc.dead)",
             [
                 target(
                     'sum by (vhost) (rabbitmq_detailed_queue_messages{queue="kcc.dead"})',
                     "{{vhost}}",
                 )
             ],
-            description="Messages parked for a person: `kcc dead-letters list`.",
+            description="Berichten die op een mens wachten: `kcc dead-letters list`.",
             thresholds=[("green", None), ("red", 1)],
         ),
         panel(
-            "Queue depth",
+            "Wachtrijen: berichten",
             [
                 target(
                     "sum by (queue) (rabbitmq_detailed_queue_messages"
@@ -284,17 +396,22 @@ def pipeline_panels() -> list[Panel]:
             ],
         ),
         panel(
-            "Messages consumed per second",
+            "Berichten verwerkt per seconde",
             [
                 target(
-                    "sum by (service, queue, outcome) "
-                    "(rate(kcc_messages_consumed_total[$__rate_interval]))",
-                    "{{service}} {{queue}} {{outcome}}",
+                    dutch(
+                        "sum by (service, queue, outcome) "
+                        "(rate(kcc_messages_consumed_total[$__rate_interval]))",
+                        "outcome",
+                        OUTCOME_WORDS,
+                        "uitkomst",
+                    ),
+                    "{{service}} {{queue}} {{uitkomst}}",
                 )
             ],
         ),
         panel(
-            "HTTP latency, 95th percentile",
+            "HTTP-antwoordtijd, 95e percentiel",
             [
                 target(
                     "histogram_quantile(0.95, sum by (service, endpoint, le) "
@@ -335,7 +452,7 @@ def variables() -> list[Panel]:
     return [
         {
             "name": "datasource",
-            "label": "Data source",
+            "label": "Gegevensbron",
             "type": "datasource",
             "query": "prometheus",
             "current": {},
@@ -352,7 +469,7 @@ def variables() -> list[Panel]:
             "multi": True,
             "includeAll": True,
             "allValue": ".*",
-            "current": {"text": "All", "value": "$__all"},
+            "current": {"text": "Alle", "value": "$__all"},
             "sort": 1,
             "hide": 0,
         },
@@ -373,9 +490,9 @@ def build() -> dict[str, Any]:
     return {
         "uid": UID,
         "title": "KCC: SLA per afdeling",
-        "description": "Compliance, waiting times, handoffs and satisfaction per back-office "
-        "department, and the health of the pipeline. Generated by deploy/grafana/dashboard.py; "
-        "do not edit in Grafana.",
+        "description": "Binnen norm, wachttijden, overdrachten en tevredenheid per vakafdeling, "
+        "en de gezondheid van de pijplijn: dezelfde woorden als het SLA-overzicht. Gemaakt door "
+        "deploy/grafana/dashboard.py; niet in Grafana bewerken.",
         "tags": ["kcc", "sla"],
         "timezone": "Europe/Amsterdam",
         "schemaVersion": 39,
@@ -390,7 +507,7 @@ def build() -> dict[str, Any]:
         "panels": layout(
             [
                 ("SLA per afdeling", sla_panels()),
-                ("Doorzetten en tevredenheid", handoff_and_satisfaction_panels()),
+                ("Overdrachten en tevredenheid", handoff_and_satisfaction_panels()),
                 ("Pijplijn", pipeline_panels()),
             ]
         ),
