@@ -75,6 +75,8 @@ def test_question_from_desk_to_answer_rating_and_sla_overview(
         screenshots.take(agent, "balie")
         axe.check(agent, "balie")
 
+        # "Nieuwe vraag" at the top of every desk page: the form is one step away.
+        agent.get_by_role("link", name="Nieuwe vraag").click()
         agent.get_by_label("Vraag van de inwoner").fill(question)
         agent.get_by_label("Prioriteit").select_option(label="Hoog")
         agent.get_by_role("button", name="Vraag versturen").click()
