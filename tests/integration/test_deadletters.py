@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pika
@@ -59,7 +60,9 @@ def drain(channel: BlockingChannel, queue: str) -> list[tuple[Any, bytes]]:
         taken.append((properties, body))
 
 
-def park_as_the_router(channel: BlockingChannel, event: Event, reason: str) -> None:
+def park_as_the_router(
+    channel: BlockingChannel, event: Event, reason: str, at: datetime | None = None
+) -> None:
     channel.basic_publish(
         DEAD_EXCHANGE,
         "request.submitted",
@@ -72,7 +75,7 @@ def park_as_the_router(channel: BlockingChannel, event: Event, reason: str) -> N
                 DEAD_REASON_HEADER: reason,
                 DEAD_QUEUE_HEADER: "router.work",
                 DEAD_ROUTING_KEY_HEADER: "request.submitted",
-                DEAD_AT_HEADER: "2027-01-08T15:00:00Z",
+                DEAD_AT_HEADER: at.isoformat() if at else "2027-01-08T15:00:00Z",
             },
         ),
     )
@@ -168,14 +171,86 @@ def test_list_table_never_shows_the_question(run: Any, parked: list[Event]) -> N
     assert parked[0].id in result.output
     assert "paspoort" not in result.output
     assert "Jansen" not in result.output
-    assert "3 parked messages." in result.output
+    assert "3 parked messages in kcc.dead on amqp://" in result.output
 
 
-def test_list_of_an_empty_parking_lot(run: Any, channel: BlockingChannel) -> None:
+def test_list_of_an_empty_parking_lot_names_the_broker_it_looked_at(
+    run: Any, channel: BlockingChannel, vhost: str
+) -> None:
     result = run("list")
 
     assert result.exit_code == 0
-    assert "empty" in result.output
+    assert f"No parked messages in kcc.dead on amqp://guest:***@127.0.0.1:5672/{vhost}." in (
+        result.output
+    )
+    assert "guest:guest" not in result.output  # never the password
+
+
+def test_list_shows_how_long_each_message_has_been_parked(
+    run: Any, channel: BlockingChannel
+) -> None:
+    event = submitted()
+    parked_at = datetime.now(UTC) - timedelta(hours=3, minutes=5)
+    park_as_the_router(channel, event, "invalid_event: x", at=parked_at)
+
+    table = run("list")
+    letters = json.loads(run("list", "--json").output)
+
+    assert table.exit_code == 0, table.output
+    assert "parked for" in table.output
+    assert "3 h 5 min" in table.output
+    assert "the oldest parked for 3 h 5 min." in table.output
+    [letter] = letters
+    assert 3 * 3600 + 5 * 60 <= letter["age_seconds"] < 3 * 3600 + 6 * 60
+
+
+def test_list_of_one_queue(run: Any, parked: list[Event]) -> None:
+    from_router = run("list", "--queue", "router.work", "--json")
+    from_inbox = run("list", "--queue", "kcc.dept.burgerzaken")
+
+    assert [d["id"] for d in json.loads(from_router.output)] == [e.id for e in parked]
+    assert from_inbox.exit_code == 0, from_inbox.output
+    assert "No parked messages from kcc.dept.burgerzaken in kcc.dead on amqp://" in (
+        from_inbox.output
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["list", "--queue", "router.werk"], "unknown queue 'router.werk'; known: router.work"),
+        (["list", "--queue", "kcc.dept.sport"], "unknown queue 'kcc.dept.sport'"),
+        (["list", "--since", "1h"], "No such option '--since'"),
+        (["list", "--json=yes"], "Option '--json' does not take a value"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_changes_nothing(
+    run: Any, channel: BlockingChannel, parked: list[Event], args: list[str], says: str
+) -> None:
+    result = run(*args)
+
+    assert result.exit_code == 2
+    assert says in result.output
+    assert depth(channel, DEAD_QUEUE) == 3
+
+
+def test_a_memory_broker_is_explained() -> None:
+    result = CliRunner().invoke(dead_letters_group, ["list"], env={"KCC_BROKER_URL": "memory://"})
+
+    assert result.exit_code == 2
+    assert "`kcc dev`" in result.output
+    assert "message_dead_lettered" in result.output
+
+
+@pytest.mark.integration
+def test_without_a_broker_url_it_says_kcc_dev_keeps_its_own() -> None:
+    # The default broker (127.0.0.1:5672, vhost /) is read; what it holds does not matter.
+    result = CliRunner().invoke(dead_letters_group, ["list"], env={"KCC_BROKER_URL": None})
+
+    assert result.exit_code == 0, result.output
+    assert "kcc.dead on amqp://guest:***@127.0.0.1:5672//" in result.output
+    assert "KCC_BROKER_URL is not set" in result.output
+    assert "`kcc dev` does not use RabbitMQ" in result.output
 
 
 def test_replay_one_sends_it_back_with_its_routing_key(

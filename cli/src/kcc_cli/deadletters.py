@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import click
 from kcc_shared.config import Config, ConfigError
@@ -15,6 +17,8 @@ from kcc_shared.deadletters import (
     DeadLetterNotFound,
     ParkingLot,
 )
+from kcc_shared.organisation import OrganisationError, load_organisation
+from kcc_shared.topology import SERVICE_BINDINGS, department_queue_name
 
 __all__ = ["dead_letters_group"]
 
@@ -26,6 +30,13 @@ _REASON_WIDTH = 60
 @click.group("dead-letters")
 def dead_letters_group() -> None:
     """Parked messages: ids, type and reason (never the request's text)."""
+
+
+def _config() -> Config:
+    try:
+        return Config.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @contextmanager
@@ -46,24 +57,81 @@ def _parking_lot() -> Iterator[ParkingLot]:
         raise click.exceptions.Exit(EXIT_UNAVAILABLE) from None
 
 
+def _known_queues() -> list[str]:
+    """The queues a message can be parked from: every service's, and every department's of
+    the configured organisation."""
+    config = _config()
+    try:
+        departments = list(load_organisation(config.organisation_file).departments)
+    except OrganisationError as exc:
+        raise click.ClickException(str(exc)) from None
+    return [*SERVICE_BINDINGS, *(department_queue_name(d) for d in departments)]
+
+
+def _check_queue(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    known = _known_queues()
+    if value not in known:
+        raise click.BadParameter(f"unknown queue {value!r}; known: {', '.join(known)}")
+    return value
+
+
 @dead_letters_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
-def list_command(as_json: bool) -> None:
-    """List every parked message, oldest first, leaving the parking lot as it was."""
+@click.option(
+    "--queue",
+    callback=_check_queue,
+    help="Only messages parked from this queue (e.g. router.work, kcc.dept.burgerzaken).",
+)
+def list_command(as_json: bool, queue: str | None) -> None:
+    """List every parked message, oldest first, with how long it has been parked, leaving
+    the parking lot as it was. Says which broker it looked at."""
     with _parking_lot() as lot:
         letters = lot.letters()
+        where = lot.where
+    if queue is not None:
+        letters = [letter for letter in letters if letter.source_queue == queue]
+    now = datetime.now(UTC)
     if as_json:
-        click.echo(json.dumps([letter.to_dict() for letter in letters], indent=2))
+        click.echo(json.dumps([letter.to_dict(now) for letter in letters], indent=2))
         return
+    scope = f" from {queue}" if queue else ""
     if not letters:
-        click.echo("The parking lot is empty.")
+        click.echo(f"No parked messages{scope} in {where}.")
+        if not os.environ.get("KCC_BROKER_URL"):
+            click.echo(_NOT_CONFIGURED)
         return
-    rows = [_row(letter) for letter in letters]
-    header = ("#", "id", "type", "request", "reason", "from queue", "routing key", "parked at")
+    rows = [_row(letter, now) for letter in letters]
+    header = (
+        "#",
+        "id",
+        "type",
+        "request",
+        "reason",
+        "from queue",
+        "routing key",
+        "parked at",
+        "parked for",
+    )
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)))
-    click.echo(f"{len(letters)} parked message{'s' if len(letters) != 1 else ''}.")
+    ages = [a for a in (letter.age_seconds(now) for letter in letters) if a is not None]
+    oldest = f"; the oldest parked for {_age(max(ages))}" if ages else ""
+    plural = "s" if len(letters) != 1 else ""
+    click.echo(f"{len(letters)} parked message{plural}{scope} in {where}{oldest}.")
+    if not os.environ.get("KCC_BROKER_URL"):
+        click.echo(_NOT_CONFIGURED)
+
+
+# KCC_BROKER_URL unset: the default broker was read, which `kcc dev` never uses.
+_NOT_CONFIGURED = (
+    "KCC_BROKER_URL is not set, so this looked at the default broker. `kcc dev` does not use "
+    "RabbitMQ: it keeps its dead letters in its own process (memory://), where no other "
+    "command can read them; it logs each message it parks as message_dead_lettered (queue, "
+    "reason, message id) in its own output."
+)
 
 
 @dead_letters_group.command("replay")
@@ -91,7 +159,21 @@ def replay_command(ids: tuple[str, ...], replay_all: bool) -> None:
         raise click.exceptions.Exit(EXIT_NOT_FOUND)
 
 
-def _row(letter: DeadLetter) -> tuple[str, ...]:
+def _age(seconds: int) -> str:
+    """A parked message's age in the largest units that matter: 45 s, 12 min, 3 h 5 min,
+    2 d 4 h."""
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{minutes} min"
+    if seconds < 86400:
+        return f"{hours} h {minutes % 60} min"
+    return f"{days} d {hours % 24} h"
+
+
+def _row(letter: DeadLetter, now: datetime) -> tuple[str, ...]:
+    age = letter.age_seconds(now)
     reason = letter.reason
     if len(reason) > _REASON_WIDTH:
         reason = reason[: _REASON_WIDTH - 1] + "…"
@@ -104,4 +186,5 @@ def _row(letter: DeadLetter) -> tuple[str, ...]:
         letter.source_queue or "-",
         letter.routing_key or "-",
         letter.dead_at.strftime("%Y-%m-%d %H:%M:%S") if letter.dead_at else "-",
+        _age(age) if age is not None else "-",
     )

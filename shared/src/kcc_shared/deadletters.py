@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 import amqp
 
@@ -40,6 +41,7 @@ __all__ = [
     "DeadLetterNotFound",
     "ParkingLot",
     "ReplayResult",
+    "broker_address",
     "parked",
 ]
 
@@ -104,8 +106,16 @@ class DeadLetter:
     def matches(self, ids: Collection[str]) -> bool:
         return (self.event_id in ids) or (self.message_id in ids)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def age_seconds(self, now: datetime) -> int | None:
+        """How long it has been parked at `now`, in whole seconds (None when unknown)."""
+        if self.dead_at is None:
+            return None
+        return max(0, int((now - self.dead_at).total_seconds()))
+
+    def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        """Its fields; with `now`, also `age_seconds`: how long it has been parked."""
+        extra = {} if now is None else {"age_seconds": self.age_seconds(now)}
+        return extra | {
             "position": self.position,
             "id": self.id,
             "message_id": self.message_id,
@@ -145,9 +155,13 @@ class ParkingLot:
     def __init__(self, broker_url: str, *, timeout: float = 5.0) -> None:
         if broker_url.startswith("memory://"):
             raise DeadLetterError(
-                "dead letters live in RabbitMQ; memory:// has no parking lot that another "
-                "process can read (set KCC_BROKER_URL to an amqp:// URL)"
+                "KCC_BROKER_URL is memory://, a broker inside one process (as `kcc dev` runs "
+                "it): no other process can read its parking lot. `kcc dev` logs each message "
+                "it parks as message_dead_lettered (queue, reason, message id) in its own "
+                "output; for RabbitMQ set KCC_BROKER_URL to its amqp:// URL"
             )
+        # What the operator is told was looked at: every node, without the password.
+        self.where = f"{DEAD_QUEUE} on {broker_address(broker_url)}"
         self._factory = connection_factory(broker_url, timeout=timeout)
         self._timeout = timeout
 
@@ -222,6 +236,21 @@ class ParkingLot:
                 channel.close()
         finally:
             connection.release()
+
+
+def broker_address(broker_url: str) -> str:
+    """The broker URL as it may be shown: the password masked, every node of a failover list
+    (`amqp://a;amqp://b`) named."""
+    shown = []
+    for url in broker_url.split(";"):
+        parts = urlsplit(url.strip())
+        netloc = parts.hostname or ""
+        if parts.port is not None:
+            netloc = f"{netloc}:{parts.port}"
+        if parts.username:
+            netloc = f"{parts.username}{':***' if parts.password else ''}@{netloc}"
+        shown.append(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
+    return ";".join(shown)
 
 
 def _await_ready(channel: amqp.Channel, count: int, timeout: float) -> None:
