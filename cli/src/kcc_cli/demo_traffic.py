@@ -22,8 +22,14 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Final
+
+from kcc_shared.events import SYSTEM, Actor, Event, derived_event_id, new_event
+from kcc_shared.publisher import Outgoing, Publisher, connection_factory
+from kcc_shared.topology import declare_service_queues
 
 from kcc_cli.demo_questions import (
     GENERIC_ANSWER,
@@ -313,3 +319,138 @@ class DemoTraffic:
         answer = script.answer if script else GENERIC_ANSWER
         self._call("POST", f"{path}/answer", token, {"text": answer})
         self._did("answer")
+
+
+# -- a backlog that is already late ---------------------------------------------------------------
+#
+# Demo traffic is answered within minutes, and the norms are hours of business time: without
+# help a first-time viewer of the SLA overview never sees a question at risk or late. So
+# `kcc dev --demo-traffic` publishes, once at start, a few questions whose events happened
+# earlier today or before (back-dated events on the bus, as an import of yesterday's phone notes
+# would be): every service then times them from their true start, and the overview, the inbox
+# and the drill-down agree. They are agent-anna's (team kcc-noord), so the demo staff leave
+# them for a person to handle; nobody has claimed them (a claim is the back office's own event,
+# which it does not take from the bus).
+
+BACKLOG_AGENT: Final = "agent-anna"
+BACKLOG_TEAM: Final = "kcc-noord"
+BACKLOG_NAMESPACE: Final = uuid.UUID("7d2b6c3e-4f1a-5b8e-9c0d-2a3b4c5d6e7f")
+
+
+@dataclass(frozen=True)
+class Backlogged:
+    """One question of the backlog: where, how urgent, how far into its norm."""
+
+    department: str
+    priority: str
+    clock: str  # the clock whose norm `share` is of: first_response or resolution
+    share: float  # business time spent, as a share of that clock's norm (1.0 = the deadline)
+    question: str
+
+
+BACKLOG: Final = (
+    Backlogged("burgerzaken", "urgent", "first_response", 1.6,
+               "Paspoort kwijtgeraakt op vakantie, vlucht terug is overmorgen. Wat nu?"),
+    Backlogged("burgerzaken", "high", "resolution", 1.25,
+               "Verhuizing doorgegeven maar de oude adresgegevens staan nog in de BRP."),
+    Backlogged("afval", "high", "first_response", 0.9,
+               "Container is al twee weken niet geleegd in de Lindelaan."),
+    Backlogged("afval", "normal", "resolution", 1.1,
+               "Grofvuil opgehaald maar de helft is blijven staan."),
+    Backlogged("belastingen", "normal", "first_response", 0.85,
+               "Bezwaar tegen de WOZ-waarde ingediend, nog geen ontvangstbevestiging."),
+    Backlogged("parkeren", "high", "resolution", 0.9,
+               "Bezoekersvergunning werkt niet in de app sinds de update."),
+)  # fmt: skip
+
+
+def _started_before(calendar: Any, now: datetime, business_seconds: float) -> datetime:
+    """The moment from which `business_seconds` of the calendar's business time pass by `now`
+    (a binary search over the wall clock: business time only grows with it)."""
+    low, high = now - timedelta(days=120), now
+    for _ in range(60):
+        middle = low + (high - low) / 2
+        if calendar.business_seconds_between(middle, now) > business_seconds:
+            low = middle
+        else:
+            high = middle
+    return high.replace(microsecond=0)
+
+
+def backlog_events(organisation: Any, now: datetime) -> list[Event]:
+    """The backlog's events, in the order to publish them: per question the routed event first
+    (with the id the router would give it, so its own routing of the submitted event is a
+    duplicate that every consumer drops), then the submitted event. Ids are
+    fixed per day, so a restart the same day publishes nothing new."""
+    events: list[Event] = []
+    day = now.date().isoformat()
+    for number, item in enumerate(BACKLOG):
+        department = organisation.departments.get(item.department)
+        if department is None or item.priority not in department.sla:
+            continue  # another organisation file: this question has nowhere to wait
+        target = department.sla[item.priority]
+        norm = target.first_response_s if item.clock == "first_response" else target.resolution_s
+        calendar = organisation.calendar_for(item.department)
+        routed_at = _started_before(calendar, now, norm * item.share)
+        submitted_at = routed_at - timedelta(seconds=2)
+        submitted_id = str(uuid.uuid5(BACKLOG_NAMESPACE, f"{day}:{number}"))
+        request_id = str(uuid.uuid5(BACKLOG_NAMESPACE, f"{day}:{number}:request"))
+        submitted = new_event(
+            "request.submitted",
+            request_id=request_id,
+            actor=Actor("agent", BACKLOG_AGENT),
+            event_id=submitted_id,
+            occurred_at=submitted_at,
+            data={
+                "question": item.question,
+                "category": None,
+                "priority": item.priority,
+                "channel": "phone",
+                "agent_id": BACKLOG_AGENT,
+                "team": BACKLOG_TEAM,
+                "citizen_ref": None,
+                "tags": [],
+            },
+        )
+        routed = new_event(
+            "request.routed",
+            request_id=request_id,
+            actor=SYSTEM,
+            event_id=derived_event_id(submitted_id, "routed"),
+            occurred_at=routed_at,
+            data={
+                "department": item.department,
+                "from_department": None,
+                "rule_id": None,
+                "rules_version": "demo-backlog",
+                "reason": "category",
+                "priority": item.priority,
+                "handoff_count": 0,
+                "first_response_due": calendar.add_business_seconds(
+                    submitted_at, target.first_response_s
+                ),
+                "resolution_due": calendar.add_business_seconds(submitted_at, target.resolution_s),
+            },
+        )
+        events += [routed, submitted]
+    return events
+
+
+def publish_backlog(
+    broker_url: str, organisation: Any, now: datetime, *, timeout: float = 5.0
+) -> int:
+    """Publish the backlog's events to the running system; returns how many."""
+    events = backlog_events(organisation, now)
+    publisher = Publisher(
+        connection_factory(broker_url, timeout=timeout),
+        timeout=timeout,
+        on_connect=declare_service_queues,
+    )
+    try:
+        publisher.publish(
+            [Outgoing(message_id=e.id, routing_key=e.routing_key, body=e.to_json()) for e in events]
+        )
+    finally:
+        publisher.close()
+    log.info("demo_backlog_published", extra={"events": len(events)})
+    return len(events)

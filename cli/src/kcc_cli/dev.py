@@ -12,6 +12,7 @@ import secrets
 import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, Final
@@ -40,7 +41,7 @@ from werkzeug.test import Client
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
-from kcc_cli.demo_traffic import DEFAULT_PACE, DemoTraffic
+from kcc_cli.demo_traffic import DEFAULT_PACE, DemoTraffic, publish_backlog
 
 log = logging.getLogger(__name__)
 
@@ -443,6 +444,8 @@ def dev(
             f"Demo traffic: every {demo_pace:g}s {' and '.join(TRAFFIC_AGENTS)} file questions "
             "and staff answer them (agent-anna's questions are left to you)"
         )
+        # A few questions already at risk or late, so the SLA overview shows what it is for.
+        publish_backlog(shared.broker_url, organisation, datetime.now(UTC))
         traffic.start()
     try:
         server.serve_forever()
