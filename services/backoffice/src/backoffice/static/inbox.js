@@ -27,9 +27,12 @@
     for (var i = 0; i < fields.length; i++) {
       var f = fields[i];
       if (f.tagName === "SELECT") {
+        // Without a `selected` attribute the first option is the default one.
+        var initial = 0;
         for (var j = 0; j < f.options.length; j++) {
-          if (f.options[j].selected !== f.options[j].defaultSelected) { return true; }
+          if (f.options[j].defaultSelected) { initial = j; }
         }
+        if (f.selectedIndex !== initial) { return true; }
       } else if (f.value !== f.defaultValue) {
         return true;
       }
@@ -58,9 +61,10 @@
       })
       .then(function (html) {
         if (mine !== refreshes) { return; } // a later update's refresh shows the newest state
+        if (edited()) { announce(text, true); return; } // typing began while fetching
         var doc = new DOMParser().parseFromString(html, "text/html");
         // The list (or the item) and, on the inbox, the counts in the switcher and filters.
-        var parts = shown ? ["#werk", "#actie"] : ["#werk", "nav.tabs", "nav.snelfilters"];
+        var parts = shown ? ["#werk", "#actie"] : ["#werk", "#bedankjes", "nav.tabs", "nav.snelfilters"];
         var active = document.activeElement;
         var focused = active && active !== document.body ? active.id : "";
         parts.forEach(function (selector) {
