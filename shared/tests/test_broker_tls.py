@@ -4,7 +4,6 @@ where kombu's own amqps:// default (no server name) would have accepted it."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
 import subprocess
@@ -16,6 +15,8 @@ from typing import Any
 import pytest
 from amqp.transport import SSLTransport
 from kcc_shared.publisher import broker_connection, broker_ssl_options, connection_factory
+
+from conftest import require_tool
 
 URL = "amqps://kcc:secret@broker.example:5671/kcc"
 
@@ -49,9 +50,7 @@ def test_an_amqps_url_without_a_host_is_refused() -> None:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for broker.example only (and its key)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
+    openssl = require_tool("openssl", "Debian package openssl")
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "broker.pem", folder / "broker.key"
     subprocess.run(

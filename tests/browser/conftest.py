@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from conftest import unavailable
+
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page
 
@@ -53,9 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _unavailable(message: str) -> None:
-    if os.environ.get("KCC_REQUIRE_SERVICES") == "1":
-        pytest.fail(message + "; KCC_REQUIRE_SERVICES=1 forbids skipping", pytrace=False)
-    pytest.skip(message)
+    unavailable(message)
 
 
 @dataclass

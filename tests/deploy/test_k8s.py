@@ -26,6 +26,7 @@ from kcc_shared.config import Config, ConfigError
 from kcc_shared.organisation import load_organisation
 from router.model import DEMO_MODEL, RoutingModel
 
+from conftest import unavailable
 from tests.deploy.test_dockerfile import dockerfile, substitute
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +36,6 @@ NAMESPACES = {"dev": "kcc-dev", "production": "kcc"}
 SHIPPED_ORGANISATION = ROOT / "shared" / "src" / "kcc_shared" / "organisation.yaml"
 K8S_ORGANISATION = K8S / "base" / "organisation.yaml"
 PROJECT_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-REQUIRE_SERVICES = os.environ.get("KCC_REQUIRE_SERVICES") == "1"
 
 # The oldest Kubernetes these manifests are for (the preStop `sleep` action is on by default
 # from 1.30) and the newest the validator knows.
@@ -53,10 +53,7 @@ AUTOSCALED = {"intake-api", "router", "backoffice-api"}
 
 
 def _missing_tool(tool: str) -> None:
-    message = f"{tool} is not installed"
-    if REQUIRE_SERVICES:
-        pytest.fail(message + "; KCC_REQUIRE_SERVICES=1 forbids skipping", pytrace=False)
-    pytest.skip(message)
+    unavailable(f"{tool} is not installed")
 
 
 def _kubectl() -> str:
