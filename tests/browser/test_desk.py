@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
+# The tab title's separator, as the pages write it.
+DASH = "\N{EN DASH}"
 REFERENCE = re.compile(r"KV-\d{4}-\d{6}")
 CLARIFICATION = "Staat de bank aan de straatkant of in de achtertuin?"
 
@@ -104,7 +106,7 @@ def test_filing_by_keyboard_reference_expected_answer_and_search(
     with evidence(screenshots, page, dev_server):
         page.goto(dev_server.login_links["agent-anna"])
         expect(page).to_have_url(f"{base}/balie")
-        expect(page).to_have_title("Balie – KCC kennisvragen")
+        expect(page).to_have_title(f"Balie {DASH} KCC kennisvragen")
         screenshots.take(page, "balie")
         axe.check(page, "desk-balie")
 
@@ -114,7 +116,7 @@ def test_filing_by_keyboard_reference_expected_answer_and_search(
         assert outline != "none", "the focused link shows no focus"
         page.keyboard.press("Enter")
         expect(page).to_have_url(f"{base}/balie/nieuw")
-        expect(page).to_have_title("Nieuwe vraag – KCC kennisvragen")
+        expect(page).to_have_title(f"Nieuwe vraag {DASH} KCC kennisvragen")
         axe.check(page, "desk-nieuwe-vraag")
 
         # The tab order follows the form top to bottom; too short a question is refused.
@@ -136,9 +138,10 @@ def test_filing_by_keyboard_reference_expected_answer_and_search(
         summary = page.locator("#foutoverzicht")
         expect(summary).to_be_focused()
         expect(summary).to_contain_text("Beschrijf de vraag in 10 tot 4000 tekens.")
-        expect(page).to_have_title("Fout: Nieuwe vraag – KCC kennisvragen")
+        expect(page).to_have_title(f"Fout: Nieuwe vraag {DASH} KCC kennisvragen")
         box = summary.bounding_box()  # relative to the viewport: scrolled into view
-        assert box is not None and 0 <= box["y"] < 300, box
+        assert box is not None
+        assert 0 <= box["y"] < 300, box
         screenshots.take(page, "geweigerd")
         axe.check(page, "desk-geweigerd")
 
@@ -219,7 +222,7 @@ def test_question_back_live_on_top_teammate_answers_and_cancel_asks_first(
 
         # Anna waits on her desk; the department asks her something back.
         page.goto(f"{base}/balie")
-        expect(page).to_have_title("Balie – KCC kennisvragen")
+        expect(page).to_have_title(f"Balie {DASH} KCC kennisvragen")
         page.evaluate("window.kccZelfdePagina = true")
 
         def routed() -> bool:
@@ -240,7 +243,7 @@ def test_question_back_live_on_top_teammate_answers_and_cancel_asks_first(
         )
 
         # At the top, counted, in the tab title and announced: without a reload.
-        expect(page).to_have_title("(1) Balie – KCC kennisvragen", timeout=30_000)
+        expect(page).to_have_title(f"(1) Balie {DASH} KCC kennisvragen", timeout=30_000)
         group = page.locator("#actie")
         expect(group.get_by_role("heading")).to_have_text("Actie nodig 1")
         expect(group).to_contain_text(marker)

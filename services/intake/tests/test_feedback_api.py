@@ -355,6 +355,7 @@ def test_a_teammate_answers_the_clarification_and_is_recorded_as_who_answered(
         headers=bearer(teammate_token),
     )
     assert response.status_code == 200
+    assert response.json is not None
     assert response.json["agent_id"] == "agent-anna"
     clarified = response.json["timeline"][-1]
     assert clarified["type"] == "request.clarified"
