@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
-WIDE = {"width": 1440, "height": 900}
+WIDTH, HEIGHT = 1440, 900
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def demo_server(
 
 def _no_sideways_scroll(page: Page) -> None:
     width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= WIDE["width"], f"{page.url} is {width} px wide at {WIDE['width']} px"
+    assert width <= WIDTH, f"{page.url} is {width} px wide at {WIDTH} px"
 
 
 def test_the_team_lead_sees_late_work_sorts_drills_down_and_opens_the_question(
@@ -88,7 +88,7 @@ def test_the_team_lead_sees_late_work_sorts_drills_down_and_opens_the_question(
     from playwright.sync_api import expect
 
     page = browser.new_page()
-    page.set_viewport_size(WIDE)
+    page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
     base = demo_server.base
     try:
         # The ops login link lands on the overview.
