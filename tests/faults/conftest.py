@@ -24,6 +24,13 @@ from conftest import DEV_DATA, _unavailable, harness
 # package name `tests` cannot be relied on in a full run).
 sys.path.insert(0, str(Path(__file__).parent))
 
+from cluster import (
+    REPLICATED,
+    PrivateRabbitCluster,
+    Replica,
+    Replicated,
+    organisation_with_a_fast_department,
+)
 from servers import PrivatePostgres, PrivateRabbitMQ, postgres_bin, rabbitmq_available
 
 
@@ -89,3 +96,57 @@ def stack(
         private_rabbitmq.persist_queue_registry()
         yield running
     private_rabbitmq.ctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="module")
+def rabbit_cluster() -> Iterator[PrivateRabbitCluster]:
+    if not rabbitmq_available():
+        _unavailable("a RabbitMQ server to run privately", FileNotFoundError("rabbitmq-server"))
+    cluster = PrivateRabbitCluster(Path(tempfile.mkdtemp(prefix="kcc-faults-cluster-")))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+        shutil.rmtree(cluster.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def replicated(
+    tmp_path_factory: pytest.TempPathFactory,
+    rabbit_cluster: PrivateRabbitCluster,
+    private_postgres: PrivatePostgres,
+) -> Iterator[Replicated]:
+    folder = tmp_path_factory.mktemp("cluster-stack")
+    vhost = f"cluster-{uuid.uuid4().hex[:8]}"
+    url = rabbit_cluster.add_vhost(vhost)
+    env = {
+        # Outages here last seconds; the services give up on a broker call quickly and retry.
+        "KCC_PUBLISH_TIMEOUT": "3",
+        "KCC_LOG_LEVEL": "INFO",
+        "KCC_ORGANISATION_FILE": str(organisation_with_a_fast_department(folder)),
+        # Another organisation file means "rules alone" unless a model is named.
+        "KCC_ROUTING_MODEL": str(DEMO_MODEL),
+    }
+    with harness().Stack(
+        folder / "stack", url, private_postgres.admin_dsn, name="cluster", env=env
+    ) as stack:
+        stack.start_all()
+        replicas = {
+            name: Replica(
+                stack,
+                name,
+                {**env, "KCC_LOG_FORMAT": "text", "KCC_SECRET_KEY": uuid.uuid4().hex * 2},
+                folder / f"{name}-2.log",
+            )
+            for name in REPLICATED
+        }
+        try:
+            for replica in replicas.values():
+                replica.start()
+            for replica in replicas.values():
+                replica.wait_ready()
+            yield Replicated(stack, replicas, vhost)
+        finally:
+            for replica in replicas.values():
+                replica.stop()

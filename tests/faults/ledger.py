@@ -15,15 +15,24 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 
 if TYPE_CHECKING:
-    from tests.faults.traffic import Filed
-    from tests.stack import Stack
+    from traffic import Filed
+
+
+class Stack(Protocol):
+    """What the accounting needs of a running pipeline (tests/stack.py's Stack, or a stack
+    with replicas around it)."""
+
+    def database_dsn(self, service: str) -> str: ...
+
+    def assert_alive(self) -> None: ...
 
 
 @dataclass
@@ -133,3 +142,67 @@ def settle(stack: Stack, filed: Sequence[Filed], timeout: float = 240.0) -> Ledg
         if ledger.complete or time.monotonic() - started > timeout:
             return ledger
         time.sleep(0.5)
+
+
+@dataclass
+class Announcements:
+    """SLA breach announcements for requests whose every clock must have breached: each
+    (request, clock) announced exactly once, however many schedulers watched it."""
+
+    requests: int = 0
+    expected: int = 0  # requests x clocks
+    in_agent_view: int = 0  # distinct (request, clock) breaches in the intake's timelines
+    duplicated_in_agent_view: int = 0
+    in_outbox: int = 0  # distinct (request, clock) breaches the SLA monitor stored to send
+    duplicated_in_outbox: int = 0
+    clocks_breached: int = 0  # clocks the SLA monitor marked breached
+
+    @property
+    def complete(self) -> bool:
+        return (
+            self.in_agent_view == self.expected
+            and self.in_outbox == self.expected
+            and self.clocks_breached == self.expected
+            and not self.duplicated_in_agent_view
+            and not self.duplicated_in_outbox
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+BREACHED = "request.sla_breached"
+CLOCK_KINDS = ("first_response", "resolution")
+
+
+def breach_announcements(stack: Stack, request_ids: Sequence[str]) -> Announcements:
+    """Count the breach announcements of `request_ids` in the agent's view, the SLA monitor's
+    outbox and its clocks."""
+    wanted = set(request_ids)
+    result = Announcements(requests=len(wanted), expected=len(wanted) * len(CLOCK_KINDS))
+
+    def tally(pairs: list[tuple[str, str]]) -> tuple[int, int]:
+        counts = Counter(p for p in pairs if p[0] in wanted)
+        return len(counts), sum(1 for n in counts.values() if n > 1)
+
+    timeline = _rows(
+        stack.database_dsn("intake"),
+        f"SELECT request_id, details FROM timeline WHERE type = '{BREACHED}'",
+    )
+    result.in_agent_view, result.duplicated_in_agent_view = tally(
+        [(str(r[0]), json.loads(r[1]).get("clock", "")) for r in timeline]
+    )
+    outbox = _rows(
+        stack.database_dsn("sla-monitor"),
+        f"SELECT body FROM outbox WHERE routing_key = '{BREACHED}'",
+    )
+    bodies = [json.loads(r[0]) for r in outbox]
+    result.in_outbox, result.duplicated_in_outbox = tally(
+        [(str(b["request_id"]), str(b["data"]["clock"])) for b in bodies]
+    )
+    clocks = _rows(
+        stack.database_dsn("sla-monitor"),
+        "SELECT DISTINCT request_id, kind FROM sla_clocks WHERE breached",
+    )
+    result.clocks_breached = sum(1 for r in clocks if str(r[0]) in wanted)
+    return result

@@ -45,7 +45,7 @@ class PrivateRabbitMQ:
     """One RabbitMQ node of our own: `start`, `kill` (SIGKILL, no goodbye), `stop` (graceful),
     and a memory alarm that blocks every publisher."""
 
-    def __init__(self, base: Path, name: str = "kccfaults") -> None:
+    def __init__(self, base: Path, name: str = "kccfaults", *, cookie: str | None = None) -> None:
         self.base = base
         self.node = f"{name}-{os.getpid()}@localhost"
         self.port = free_port()
@@ -62,6 +62,12 @@ class PrivateRabbitMQ:
         )
         # An empty env file: the machine's /etc/rabbitmq/rabbitmq-env.conf names the shared node.
         (base / "rabbitmq-env.conf").write_text("")
+        if cookie is not None:
+            # Nodes of one cluster (and their rabbitmqctl) must share the Erlang cookie; it is
+            # read from HOME, and Erlang refuses a cookie file others can read.
+            cookie_file = base / "home" / ".erlang.cookie"
+            cookie_file.write_text(cookie)
+            cookie_file.chmod(0o400)
 
     @property
     def url(self) -> str:
@@ -83,6 +89,8 @@ class PrivateRabbitMQ:
             "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq.conf"),
             "RABBITMQ_CONF_ENV_FILE": str(self.base / "rabbitmq-env.conf"),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
+            # No busy-waiting schedulers: several nodes share two cores with the services.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "+sbwt none +sbwtdcpu none +sbwtdio none",
         }
 
     def ctl(self, *args: str, timeout: float = 60) -> str:
@@ -99,6 +107,11 @@ class PrivateRabbitMQ:
         return result.stdout
 
     def start(self, timeout: float = 90) -> None:
+        self.launch()
+        self.wait_started(timeout)
+
+    def launch(self) -> None:
+        """Start the node's VM without waiting for it (nodes of a cluster boot side by side)."""
         assert self.process is None or self.process.poll() is not None, "already running"
         with (self.base / "server.log").open("ab") as log:
             self.process = subprocess.Popen(
@@ -110,6 +123,8 @@ class PrivateRabbitMQ:
                 # Its own process group: kill() reaches the Erlang VM, not just the shell script.
                 start_new_session=True,
             )
+
+    def wait_started(self, timeout: float = 90) -> None:
         # await_startup gives up at once while the VM has not registered the node with epmd.
         _wait(f"RabbitMQ node {self.node} running", self._started, timeout)
 
