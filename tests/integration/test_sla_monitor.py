@@ -165,6 +165,15 @@ def test_events_over_the_wire_give_clocks_summary_metrics_and_one_breach(
         assert burgerzaken["open"]["waiting"] == 1
         assert burgerzaken["oldest_open_seconds"] == 5460.0  # 09:00 to 10:31
         assert (burgerzaken["average_rating"], burgerzaken["thanks"]) == (5.0, 1)
+        # The truth about the norm: `late` still waits past its deadline, so it counts.
+        first = burgerzaken["clocks"]["first_response"]
+        assert (first["open_breached"], first["compliance"]) == (1, 0.5)
+        assert burgerzaken["late"] == 1
+        listed = client.get(
+            "/api/v1/sla/departments/burgerzaken/late",
+            headers={"Authorization": f"Bearer {token}"},
+        ).json
+        assert [(q["request_id"], q["level"]) for q in listed["questions"]] == [(late, "late")]
 
         metrics = client.get("/metrics").get_data(as_text=True)
         assert 'kcc_requests_open{department="burgerzaken",state="waiting"} 1.0' in metrics
