@@ -31,7 +31,9 @@ test-integration: install
 	$(PYTEST) -m "integration and not faults" -q -n 3 --dist loadfile
 
 ## Fault injection on the whole pipeline, on a private RabbitMQ node and PostgreSQL cluster
-## (started by the tests); KCC_FAULT_REQUESTS questions per fault (default 2,000).
+## (started by the tests); KCC_FAULT_REQUESTS questions per fault (default 2,000). The cluster
+## test (tests/faults/test_cluster.py) starts a private three-node RabbitMQ cluster and files
+## KCC_CLUSTER_REQUESTS questions (default 800; about 4 minutes).
 test-faults: install
 	$(PYTEST) -m faults -q tests/faults
 
