@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -12,11 +14,18 @@ from typing import Any
 
 import pika
 import pytest
+from kcc_shared.backoff import RETRY
 from kcc_shared.consumer import EventConsumer, EventRejected, processed_events_table
 from kcc_shared.db import make_engine
 from kcc_shared.events import Actor, Event, new_event
 from kcc_shared.publisher import connection_factory
-from kcc_shared.topology import DEAD_QUEUE, DEAD_REASON_HEADER, declare, service_queue
+from kcc_shared.topology import (
+    DEAD_QUEUE,
+    DEAD_REASON_HEADER,
+    DELIVERY_LIMIT,
+    declare,
+    service_queue,
+)
 from pika.adapters.blocking_connection import BlockingChannel
 from prometheus_client import REGISTRY
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
@@ -158,18 +167,18 @@ def test_a_poison_message_is_parked_with_its_reason_and_nothing_applied(
     assert applied_ids(engine) == []
 
 
-def test_a_rejected_event_is_parked_and_a_failing_one_retried_until_the_limit(
+def test_a_rejected_event_is_parked_and_a_failing_one_retried_with_growing_delay_until_the_limit(
     engine: Any,
     run_consumer: Callable[..., EventConsumer],
     amqp_channel: BlockingChannel,
 ) -> None:
-    attempts: dict[str, int] = {}
+    attempts: dict[str, list[float]] = {}
 
     def handler(connection: DbConnection, event: Event) -> None:
-        attempts[event.data["reason"]] = attempts.get(event.data["reason"], 0) + 1
+        attempts.setdefault(event.data["reason"], []).append(time.monotonic())
         if event.data["reason"] == "onmogelijk":
             raise EventRejected("request unknown here")
-        raise RuntimeError("database hiccup that never ends")
+        raise RuntimeError("a bug that never heals")
 
     run_consumer(handler)
     for reason in ("onmogelijk", "blijft falen"):
@@ -177,14 +186,23 @@ def test_a_rejected_event_is_parked_and_a_failing_one_retried_until_the_limit(
         publish(amqp_channel, event.to_json(), event.routing_key, event.id)
 
     reasons = []
-    for method, properties, _ in amqp_channel.consume(DEAD_QUEUE, inactivity_timeout=30):
+    for method, properties, _ in amqp_channel.consume(DEAD_QUEUE, inactivity_timeout=60):
         assert method is not None, "expected two dead letters"
-        headers = properties.headers or {}
-        reasons.append(headers.get(DEAD_REASON_HEADER) or headers["x-death"][0]["reason"])
+        reasons.append((properties.headers or {})[DEAD_REASON_HEADER])
         if len(reasons) == 2:
             break
-    assert sorted(reasons) == ["delivery_limit", "rejected: request unknown here"]
-    assert attempts == {"onmogelijk": 1, "blijft falen": 6}  # delivered limit + 1 times
+    # The failing one is parked by the consumer on its last delivery, with what went wrong.
+    assert sorted(reasons) == [
+        f"failed {DELIVERY_LIMIT + 1} times: RuntimeError",
+        "rejected: request unknown here",
+    ]
+    assert len(attempts["onmogelijk"]) == 1
+    tries = attempts["blijft falen"]
+    assert len(tries) == DELIVERY_LIMIT + 1
+    # Not all at once: each retry waited at least the retry policy's growing delay.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(tries)]
+    for number, gap in enumerate(gaps, start=1):
+        assert gap >= RETRY.delay(number), f"retry {number} came after {gap:.2f} s"
     assert applied_ids(engine) == []
 
 
@@ -359,6 +377,7 @@ def test_copies_of_one_event_in_a_batch_are_applied_once(
 # first batch, says so in a file and then hangs inside the open transaction.
 _HANGING_CONSUMER = """
 import sys, time, pathlib
+from kcc_shared.backoff import RETRY
 from kcc_shared.consumer import EventConsumer, processed_events_table
 from kcc_shared.db import make_engine
 from kcc_shared.topology import service_queue
