@@ -23,6 +23,7 @@ from sla_monitor.commands import sla_group
 from kcc_cli.config import config_group
 from kcc_cli.deadletters import dead_letters_group
 from kcc_cli.dev import dev
+from kcc_cli.similar import similar_group
 from kcc_cli.token import token_group
 
 
@@ -47,6 +48,7 @@ for group in (
     rules_group,
     dead_letters_group,
     sla_group,
+    similar_group,
     dev,
 ):
     cli.add_command(group)
