@@ -72,7 +72,16 @@ EXAMPLES: dict[str, tuple[Actor, dict[str, Any]]] = {
             "department": "vergunningen",
             "staff_id": "staff-bert",
             "answer": "Een tweede vergunning kan in zone B, via het digitale loket.",
+            "reusable": True,
         },
+    ),
+    "request.reuse_changed": (
+        STAFF,
+        {"department": "vergunningen", "staff_id": "staff-bert", "reusable": False},
+    ),
+    "request.answer_reused": (
+        AGENT,
+        {"department": "vergunningen", "agent_id": "agent-anna", "team": "team-noord"},
     ),
     "request.reroute_requested": (
         STAFF,
@@ -290,6 +299,15 @@ INVALID: list[Any] = [
         id="zero target",
     ),
     pytest.param(
+        with_data("request.answered", reusable="ja"), InvalidEvent, "reusable:", id="reusable text"
+    ),
+    pytest.param(
+        without_data("reusable", "request.reuse_changed"),
+        InvalidEvent,
+        "reusable:",
+        id="reuse change without its choice",
+    ),
+    pytest.param(
         with_data("request.answered", answer=""), InvalidEvent, "answer:", id="empty answer"
     ),
     pytest.param(
@@ -428,3 +446,8 @@ def test_new_event_refuses_an_envelope_that_parse_event_would_refuse(
 
     with pytest.raises(InvalidEvent):
         new_event("request.cancelled", **arguments)
+
+
+def test_an_answer_from_a_back_office_before_reuse_existed_is_not_offered_for_reuse() -> None:
+    body = without_data("reusable", "request.answered")
+    assert parse_event(json.dumps(body)).data["reusable"] is False

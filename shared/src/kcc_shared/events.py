@@ -133,6 +133,26 @@ class AnsweredSchema(_Strict):
     department = _department()
     staff_id = _ident()
     answer = _text(TEXT_MAX_LENGTH)
+    # A general answer (never about one citizen) the department offers for reuse: the desk
+    # suggests it to KCC-medewerkers typing a similar question. Absent from older producers.
+    reusable = fields.Boolean(load_default=False)
+
+
+class ReuseChangedSchema(_Strict):
+    """A department marks an earlier answer as reusable, or withdraws it."""
+
+    department = _department()
+    staff_id = _ident()
+    reusable = fields.Boolean(required=True)
+
+
+class AnswerReusedSchema(_Strict):
+    """A KCC-medewerker answered a citizen with this request's reusable answer, without filing
+    a new question (the event's request is the earlier, answered one)."""
+
+    department = _department()
+    agent_id = _ident()
+    team = fields.String(load_default=None, allow_none=True)
 
 
 class RerouteRequestedSchema(_Strict):
@@ -184,6 +204,8 @@ DATA_SCHEMAS: Final[Mapping[str, Schema]] = {
     "request.clarification_requested": ClarificationRequestedSchema(),
     "request.clarified": ClarifiedSchema(),
     "request.answered": AnsweredSchema(),
+    "request.reuse_changed": ReuseChangedSchema(),
+    "request.answer_reused": AnswerReusedSchema(),
     "request.reroute_requested": RerouteRequestedSchema(),
     "request.reopened": ReopenedSchema(),
     "request.cancelled": ReasonSchema(),

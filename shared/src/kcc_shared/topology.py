@@ -28,6 +28,8 @@ SERVICE_BINDINGS: Final[Mapping[str, tuple[str, ...]]] = {
         "request.cancelled",
         "request.reopened",
         "request.rated",
+        # The department sees how often its reusable answers helped at the desk.
+        "request.answer_reused",
     ),
     "sla-monitor.events": ("request.#",),
 }
