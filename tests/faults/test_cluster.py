@@ -56,22 +56,14 @@ def wait_drained(cluster: PrivateRabbitCluster, vhost: str, timeout: float = 120
         time.sleep(0.5)
 
 
-# Found by this test (issue 14, reported; kcc_shared.publisher is not this suite's to change):
-# `connect_once` calls kombu's ensure_connection(max_retries=0), which raises on the first
-# node's refusal before kombu switches to the next alternate, and every Publisher makes a new
-# Connection (back at the first node) for each attempt. So with the first node of
-# KCC_BROKER_URL down, no outbox relay, router publish or dead-letter publish ever reaches the
-# two live nodes, and /readyz (check_broker) says the broker is unreachable. Measured: 306 of
-# 800 requests stuck in the intake's outbox, 66 SLA notices in the SLA monitor's. With
-# connect_once trying each alternate once, the test passes (0 lost, 0 duplicated).
-PUBLISHER_FAILOVER = pytest.mark.xfail(
-    reason="kcc_shared.publisher.connect_once never fails over to the next node of a "
-    "';'-separated KCC_BROKER_URL",
-    strict=True,
-)
+# Found by this test: `connect_once` called kombu's ensure_connection(max_retries=0), which
+# raises on the first node's refusal before kombu switches to the next alternate, and every
+# Publisher makes a new Connection (back at the first node) for each attempt. With the first
+# node of KCC_BROKER_URL down, no outbox relay, router publish or dead-letter publish reached
+# the two live nodes (306 of 800 requests stuck in the intake's outbox). connect_once now tries
+# each node once.
 
 
-@PUBLISHER_FAILOVER
 def test_a_publisher_reaches_the_cluster_when_the_first_node_is_down(
     rabbit_cluster: PrivateRabbitCluster,
 ) -> None:
@@ -89,7 +81,6 @@ def test_a_publisher_reaches_the_cluster_when_the_first_node_is_down(
     assert result.confirmed == ["failover-1"]
 
 
-@PUBLISHER_FAILOVER
 def test_leader_node_and_one_replica_of_each_worker_killed_mid_stream(
     replicated: Replicated,
     rabbit_cluster: PrivateRabbitCluster,

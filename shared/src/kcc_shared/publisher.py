@@ -235,12 +235,22 @@ class Publisher:
 
 
 def connect_once(connection: Connection) -> Connection:
-    """One connection attempt, bounded by the connection's connect_timeout.
+    """One connection attempt per broker node, each bounded by the connection's
+    connect_timeout, without pauses.
 
     Note: kombu's `Connection.connect()` retries once after a fixed 2 s pause (the
     transport_options intervals do not reach it), which would stretch every publish timeout.
+    A ';'-separated URL names a cluster's nodes: kombu moves to the next node only between
+    retries, so with no retry a first node that is down stopped every publish while two nodes
+    were up (tests/faults/test_cluster.py).
     """
-    connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
+    connection.ensure_connection(
+        max_retries=len(connection.alt) - 1 if connection.alt else 0,
+        interval_start=0,
+        interval_step=0,
+        interval_max=0,
+        reraise_as_library_errors=False,
+    )
     return connection
 
 
