@@ -109,6 +109,23 @@ class Config:
             "prefetch, since a batch is gathered from unacked messages.",
         ),
     )
+    heartbeat: int = field(
+        default=20,
+        metadata=_doc(
+            "KCC_HEARTBEAT",
+            "AMQP heartbeat interval (seconds, 1-300) of every consuming connection: a "
+            "connection that went silent (a dropped NAT entry, a dead broker host) is noticed "
+            "after two missed intervals and the consumer reconnects.",
+        ),
+    )
+    stall_timeout: float = field(
+        default=120.0,
+        metadata=_doc(
+            "KCC_STALL_TIMEOUT",
+            "Liveness: a consumer that holds messages and settled none for this many seconds "
+            "(10-3600) makes /healthz answer 503, so the supervisor restarts the process.",
+        ),
+    )
     metrics_port: int = field(
         default=9100,
         metadata=_doc(
@@ -243,6 +260,10 @@ class Config:
             problems.append("KCC_PREFETCH: must be between 1 and 10000")
         if not 1 <= self.consumer_batch_size <= 5000:
             problems.append("KCC_CONSUMER_BATCH_SIZE: must be between 1 and 5000")
+        if not 1 <= self.heartbeat <= 300:
+            problems.append("KCC_HEARTBEAT: must be between 1 and 300 seconds")
+        if not 10 <= self.stall_timeout <= 3600:
+            problems.append("KCC_STALL_TIMEOUT: must be between 10 and 3600 seconds")
         if not 0 <= self.metrics_port <= 65535:
             problems.append("KCC_METRICS_PORT: must be a port number")
         if not 1 <= self.streams_per_process <= 10000:
@@ -312,6 +333,8 @@ _CASTS: Final[Mapping[str, Callable[[str], Any]]] = {
     "outbox_batch_size": _number(int),
     "prefetch": _number(int),
     "consumer_batch_size": _number(int),
+    "heartbeat": _number(int),
+    "stall_timeout": _number(float),
     "metrics_port": _number(int),
     "auth_cache_seconds": _number(float),
     "metrics_host": _plain,

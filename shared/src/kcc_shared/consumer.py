@@ -34,6 +34,7 @@ from kcc_shared.publisher import (
     connect_once,
     connection_factory,
 )
+from kcc_shared.runner import Part
 from kcc_shared.topology import DELIVERY_LIMIT, declare
 
 __all__ = [
@@ -184,7 +185,7 @@ class BatchConsumer(ConsumerMixin):
             return
         self.should_stop = False
         self._thread = threading.Thread(
-            target=self.run, name=f"{self.service}-consumer", daemon=True
+            target=self._run_in_thread, name=f"{self.service}-consumer", daemon=True
         )
         self._thread.start()
 
@@ -202,12 +203,15 @@ class BatchConsumer(ConsumerMixin):
             ConsumerMixin.run(self, _tokens, **kwargs)
         except _Stopped:
             pass
-        except Exception:  # the thread's last word: say why it died instead of vanishing
-            log.exception("consumer_crashed", extra={"service": self.service})
-            raise
         finally:
             self._consuming.clear()
             self.publisher.close()
+
+    def _run_in_thread(self) -> None:
+        try:
+            self.run()
+        except Exception:  # the thread's last word; the runner sees it gone and exits
+            log.exception("consumer_crashed", extra={"service": self.service})
 
     @property
     def consuming(self) -> bool:
@@ -221,6 +225,10 @@ class BatchConsumer(ConsumerMixin):
 
     def wait_until_consuming(self, timeout: float) -> bool:
         return self._consuming.wait(timeout)
+
+    def part(self, name: str = "consumer") -> Part:
+        """This consumer as a part of its process (kcc_shared.runner)."""
+        return Part(name, self.start, self.stop, lambda: self.running, self.stalled)
 
     def stalled(self) -> str | None:
         """Why this consumer is not alive and making progress, or None when it is."""

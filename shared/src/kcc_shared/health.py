@@ -1,4 +1,5 @@
-"""/healthz (the process lives) and /readyz (its store and broker answer)."""
+"""/healthz (the process lives: every part running and making progress) and /readyz (its
+store and broker answer, so it can do its work now)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy import Engine, text
 from kcc_shared.headers import SECURITY_HEADERS
 from kcc_shared.metrics import metrics_app
 from kcc_shared.publisher import connect_once
+from kcc_shared.runner import Part
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +44,18 @@ def broker_check(connection_factory: Callable[[], Connection]) -> Check:
     return check
 
 
-def run_checks(checks: Mapping[str, Check]) -> tuple[bool, dict[str, str]]:
+def run_checks(
+    checks: Mapping[str, Check], *, say_why: bool = False
+) -> tuple[bool, dict[str, str]]:
+    """Every check's outcome: "ok" or "failing: <error class>" (with `say_why`, for liveness
+    checks whose messages are our own words, the message too)."""
     results: dict[str, str] = {}
     for name, check in checks.items():
         try:
             check()
             results[name] = "ok"
         except Exception as exc:  # readiness reports any failure instead of raising it
-            results[name] = f"failing: {type(exc).__name__}"
+            results[name] = f"failing: {exc}" if say_why else f"failing: {type(exc).__name__}"
             log.warning("readiness_check_failed", extra={"check": name, "error": str(exc)[:200]})
     return all(v == "ok" for v in results.values()), results
 
@@ -75,10 +81,14 @@ StartResponse = Callable[..., Any]
 
 
 def health_app(
-    checks: Mapping[str, Check], *, metrics_token: str | None = None
+    checks: Mapping[str, Check],
+    *,
+    liveness: Mapping[str, Check] | None = None,
+    metrics_token: str | None = None,
 ) -> Callable[[dict[str, Any], StartResponse], Any]:
     """The small HTTP port of a consumer process: /metrics (behind `metrics_token` when set),
-    /healthz, /readyz."""
+    /healthz (`liveness`: 503 when a part died or is stuck; restart the process) and /readyz
+    (`checks`: 503 while a dependency is down; wait)."""
     metrics = metrics_app(token=metrics_token)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -86,7 +96,11 @@ def health_app(
         if path == "/metrics":
             return list(metrics(environ, start_response))
         if path == "/healthz":
-            return _json(start_response, "200 OK", {"status": "ok"})
+            alive, parts = run_checks(liveness or {}, say_why=True)
+            status = "200 OK" if alive else "503 Service Unavailable"
+            return _json(
+                start_response, status, {"status": "ok" if alive else "unhealthy", "parts": parts}
+            )
         if path == "/readyz":
             ready, results = run_checks(checks)
             status = "200 OK" if ready else "503 Service Unavailable"
@@ -129,13 +143,14 @@ class HealthServer:
         port: int,
         checks: Mapping[str, Check],
         *,
+        liveness: Mapping[str, Check] | None = None,
         name: str = "health",
         metrics_token: str | None = None,
     ) -> None:
         self._server = make_server(
             host,
             port,
-            health_app(checks, metrics_token=metrics_token),
+            health_app(checks, liveness=liveness, metrics_token=metrics_token),
             server_class=_Server,
             handler_class=_QuietHandler,
         )
@@ -158,3 +173,11 @@ class HealthServer:
             self._server.shutdown()
             self._thread.join(5)
         self._server.server_close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def part(self) -> Part:
+        """This server as a part of its process (kcc_shared.runner)."""
+        return Part("http", self.start, self.stop, lambda: self.running)

@@ -28,11 +28,13 @@ from sqlalchemy import (
     update,
 )
 
+from kcc_shared.backoff import RETRY
 from kcc_shared.config import Config
 from kcc_shared.db import UtcDateTime, is_postgres, write
 from kcc_shared.events import Event
 from kcc_shared.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 from kcc_shared.publisher import Outgoing, Publisher, PublishError, connection_factory
+from kcc_shared.runner import Part
 from kcc_shared.topology import declare_service_queues
 
 log = logging.getLogger(__name__)
@@ -162,6 +164,15 @@ class OutboxRelay:
     def wake(self) -> None:
         self._wakeup.set()
 
+    @property
+    def running(self) -> bool:
+        """The relay thread (from start()) is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def part(self) -> Part:
+        """This relay as a part of its process (kcc_shared.runner)."""
+        return Part("outbox-relay", self.start, self.stop, lambda: self.running)
+
     def _run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
@@ -182,8 +193,8 @@ class OutboxRelay:
                 log.exception("outbox_relay_failed", extra={"failures": failures})
             if published >= self._batch_size:
                 continue  # more may be waiting: keep draining
-            # Back off while the broker or DB is down, up to 10 poll intervals.
-            wait = self._poll_interval * min(2**failures, 10) if failures else self._poll_interval
+            # While the broker or the database is down: the retry policy's growing pause.
+            wait = RETRY.delay(failures) if failures else self._poll_interval
             self._wakeup.wait(wait)
             if not published and not failures:
                 self._purge_sent()

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
-from types import FrameType
 
 import click
 from kcc_shared.config import Config, ConfigError
@@ -44,8 +42,10 @@ def consume() -> None:
     """Consume the department queues and backoffice.events until SIGTERM or Ctrl-C.
 
     Serves /healthz, /readyz and /metrics on KCC_METRICS_HOST:KCC_METRICS_PORT. On SIGTERM it
-    finishes the message in hand (commit, ack), closes its connections and exits 0.
+    finishes the batch in hand (commit, ack), closes its connections and exits 0; when its
+    consumer thread dies it exits 70, so the supervisor starts a fresh one.
     """
+    from kcc_shared import runner
     from kcc_shared.db import make_engine
     from kcc_shared.health import HealthServer
     from kcc_shared.logging import configure_logging
@@ -76,30 +76,24 @@ def consume() -> None:
         prefetch=min(config.prefetch, 50),
         batch_size=config.consumer_batch_size,
         publish_timeout=config.publish_timeout,
+        heartbeat=config.heartbeat,
+        stall_timeout=config.stall_timeout,
     )
+    consumer = worker.consumer.part()
     server = HealthServer(
         config.metrics_host,
         config.metrics_port,
         worker.readiness_checks(),
+        liveness=runner.liveness([consumer]),
         name="backoffice",
         metrics_token=config.metrics_token,
     )
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        log.info("backoffice_stop_requested", extra={"signal": signal.Signals(signum).name})
-        worker.request_stop()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    server.start()
-    log.info("backoffice_consumer_started", extra={"metrics_port": server.port})
     try:
-        worker.run()
+        status = runner.run("backoffice", [server.part(), consumer])
     finally:
-        worker.consumer.stop(timeout=0)
-        server.stop()
         store.engine.dispose()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    if status:
+        raise click.exceptions.Exit(status)
 
 
 @backoffice_group.command("openapi")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from kcc_shared.consumer import DEFAULT_BATCH_SIZE, EventConsumer, EventRejected
+from kcc_shared.consumer import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_HEARTBEAT,
+    DEFAULT_STALL_TIMEOUT,
+    EventConsumer,
+    EventRejected,
+)
 from kcc_shared.events import Event
 from kcc_shared.health import Check, database_check
 from kcc_shared.topology import department_queue, service_queue
@@ -42,6 +48,8 @@ class InboxWorker:
         prefetch: int = 50,
         batch_size: int = DEFAULT_BATCH_SIZE,
         publish_timeout: float = 5.0,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     ) -> None:
         self._store = store
         departments = sorted(store.organisation.departments)
@@ -56,6 +64,8 @@ class InboxWorker:
             prefetch=prefetch,
             batch_size=batch_size,
             publish_timeout=publish_timeout,
+            heartbeat=heartbeat,
+            stall_timeout=stall_timeout,
         )
 
     def handle(self, connection: Connection, event: Event) -> None:
@@ -75,14 +85,6 @@ class InboxWorker:
 
     def stop(self, timeout: float = 10.0) -> None:
         self.consumer.stop(timeout)
-
-    def run(self) -> None:
-        """Consume in the foreground until `request_stop`."""
-        # kombu's ConsumerMixin.run is untyped.
-        self.consumer.run()  # type: ignore[no-untyped-call]
-
-    def request_stop(self) -> None:
-        self.consumer.should_stop = True
 
     def readiness_checks(self) -> dict[str, Check]:
         def consuming() -> None:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 from datetime import UTC, datetime
-from types import FrameType
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
@@ -44,10 +41,12 @@ def consume() -> None:
     """Consume intake.events into the agents' view until SIGTERM or Ctrl-C.
 
     Reads the KCC_* environment (see `kcc config env`); serves /metrics, /healthz and /readyz
-    on KCC_METRICS_HOST:KCC_METRICS_PORT. On SIGTERM or SIGINT it finishes the message in
-    hand (commit, then ack), closes its connections and exits 0.
+    on KCC_METRICS_HOST:KCC_METRICS_PORT. On SIGTERM or SIGINT it finishes the batch in hand
+    (commit, then ack), closes its connections and exits 0; when its consumer thread dies it
+    exits 70, so the supervisor starts a fresh one.
     """
 
+    from kcc_shared import runner
     from kcc_shared.config import Config, ConfigError
     from kcc_shared.db import make_engine
     from kcc_shared.health import HealthServer, broker_check, database_check
@@ -65,49 +64,39 @@ def consume() -> None:
     configure_logging(config.log_level, config.log_format)
     store = RequestStore(make_engine(config.database_url))
     store.create_schema()
-    consumer = ViewConsumer(
+    view = ViewConsumer(
         store,
         config.broker_url,
         prefetch=config.prefetch,
         batch_size=config.consumer_batch_size,
         publish_timeout=config.publish_timeout,
+        heartbeat=config.heartbeat,
+        stall_timeout=config.stall_timeout,
     )
-    checks = {
-        "database": database_check(store.engine),
-        "broker": broker_check(connection_factory(config.broker_url, timeout=2)),
-    }
 
     def consuming() -> None:
-        if not consumer.consuming:
+        if not view.consuming:
             raise RuntimeError("not consuming")
 
+    consumer = view.consumer.part()
     server = HealthServer(
         config.metrics_host,
         config.metrics_port,
-        {**checks, "consumer": consuming},
+        {
+            "database": database_check(store.engine),
+            "broker": broker_check(connection_factory(config.broker_url, timeout=2)),
+            "consumer": consuming,
+        },
+        liveness=runner.liveness([consumer]),
         name="intake",
         metrics_token=config.metrics_token,
     )
-    server.start()
-
-    stopping = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        log.info("consumer_stop_requested", extra={"signal": signal.Signals(signum).name})
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    consumer.start()
-    log.info("intake_consumer_started", extra={"metrics_port": server.port})
     try:
-        stopping.wait()
+        status = runner.run("intake", [server.part(), consumer])
     finally:
-        consumer.stop()
-        server.stop()
         store.engine.dispose()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    log.info("intake_consumer_stopped")
+    if status:
+        raise click.exceptions.Exit(status)
 
 
 @intake_group.command("export-labelled")

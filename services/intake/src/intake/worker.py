@@ -5,7 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from kcc_shared.consumer import DEFAULT_BATCH_SIZE, EventConsumer
+from kcc_shared.consumer import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_HEARTBEAT,
+    DEFAULT_STALL_TIMEOUT,
+    EventConsumer,
+)
 from kcc_shared.events import Event
 from kcc_shared.topology import service_queue
 from sqlalchemy import Connection
@@ -37,12 +42,14 @@ class ViewConsumer:
         prefetch: int = 50,
         batch_size: int = DEFAULT_BATCH_SIZE,
         publish_timeout: float = 5.0,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     ) -> None:
         self.store = store
         # Each applied event's outcome waits here for after_commit. An entry of a rolled-back
         # attempt is overwritten when the event is applied again.
         self._outcomes: dict[str, str] = {}
-        self._consumer = EventConsumer(
+        self.consumer = EventConsumer(
             service=SERVICE,
             broker_url=broker_url,
             queue=service_queue(EVENTS_QUEUE),
@@ -52,21 +59,23 @@ class ViewConsumer:
             prefetch=prefetch,
             batch_size=batch_size,
             publish_timeout=publish_timeout,
+            heartbeat=heartbeat,
+            stall_timeout=stall_timeout,
             after_commit=self._committed,
         )
 
     def start(self) -> None:
-        self._consumer.start()
+        self.consumer.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._consumer.stop(timeout)
+        self.consumer.stop(timeout)
 
     @property
     def consuming(self) -> bool:
-        return self._consumer.consuming
+        return self.consumer.consuming
 
     def wait_until_consuming(self, timeout: float) -> bool:
-        return self._consumer.wait_until_consuming(timeout)
+        return self.consumer.wait_until_consuming(timeout)
 
     def _apply(self, connection: Connection, event: Event) -> None:
         self._outcomes[event.id] = self.store.apply_event(connection, event)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import signal
 from collections import Counter
 from pathlib import Path
-from types import FrameType
 from typing import NoReturn
 
 import click
+from kcc_shared import runner
 from kcc_shared.config import Config, ConfigError
 from kcc_shared.examples import DatasetError, check_labels, read_labelled_file
 from kcc_shared.health import HealthServer
@@ -42,11 +41,12 @@ def router_group() -> None:
 
 @router_group.command("run")
 def run() -> None:
-    """Consume router.work in the foreground until SIGTERM or Ctrl-C.
+    """Consume router.work until SIGTERM or Ctrl-C.
 
     Reads the KCC_* environment (see `kcc config env`). Refuses to start, with every problem
     listed, when the organisation file is invalid. On SIGTERM or SIGINT it finishes the batch
-    in hand (publish, confirm, ack), closes its connections and exits 0.
+    in hand (publish, confirm, ack), closes its connections and exits 0; when its consumer
+    thread dies it exits 70, so the supervisor starts a fresh one.
     """
     try:
         config = Config.from_env()
@@ -80,27 +80,21 @@ def run() -> None:
         model_file=model_file,
         prefetch=config.prefetch,
         publish_timeout=config.publish_timeout,
+        heartbeat=config.heartbeat,
+        stall_timeout=config.stall_timeout,
     )
+    consumer = worker.part()
     server = HealthServer(
         config.metrics_host,
         config.metrics_port,
         worker.readiness_checks(),
+        liveness=runner.liveness([consumer]),
         name="router",
         metrics_token=config.metrics_token,
     )
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        log.info("router_stop_requested", extra={"signal": signal.Signals(signum).name})
-        worker.stop(timeout=0)
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    server.start()
-    try:
-        worker.run()
-    finally:
-        server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    status = runner.run("router", [server.part(), consumer])
+    if status:
+        raise click.exceptions.Exit(status)
 
 
 @router_group.command("train")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from types import FrameType
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import click
 from kcc_shared.config import Config, ConfigError
@@ -50,8 +50,14 @@ def run() -> None:
     """Consume sla-monitor.events, announce deadlines and serve the API, the overview page and
     /metrics on KCC_METRICS_HOST:KCC_METRICS_PORT, in one process, until SIGTERM or Ctrl-C.
 
-    On SIGTERM it stops consuming, lets the scheduler and the outbox relay finish, and exits 0.
+    On SIGTERM it stops consuming, lets the scheduler and the outbox relay finish, and exits 0;
+    when one of its parts dies it exits 70, so the supervisor starts a fresh one. /healthz says
+    whether every part runs and makes progress; /readyz whether the database and the broker
+    answer and the consumer consumes.
     """
+    from kcc_shared import runner
+    from kcc_shared.health import broker_check, database_check, health_app
+    from kcc_shared.publisher import connection_factory
     from werkzeug.serving import make_server
 
     from sla_monitor.app import create_app, store_of
@@ -60,28 +66,43 @@ def run() -> None:
     config = _config()
     _check_organisation(config)
     app = create_app(config)
-    monitor = SlaMonitor(config, store_of(app))
-    server = make_server(config.metrics_host, config.metrics_port, app, threaded=True)
-    stopping = threading.Event()
+    store = store_of(app)
+    monitor = SlaMonitor(config, store)
+    parts = monitor.parts()
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        log.info("sla_monitor_stop_requested", extra={"signal": signal.Signals(signum).name})
-        stopping.set()
+    def consuming() -> None:
+        if not monitor.consumer.consuming:
+            raise RuntimeError("not consuming")
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # The app's own /healthz and /readyz know nothing of the consumer: these do.
+    health = health_app(
+        {
+            "database": database_check(store.engine),
+            "broker": broker_check(connection_factory(config.broker_url, timeout=2)),
+            "consumer": consuming,
+        },
+        liveness=runner.liveness(parts),
+        metrics_token=config.metrics_token,
+    )
+
+    def site(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") in ("/healthz", "/readyz"):
+            return health(environ, start_response)  # type: ignore[no-any-return]
+        return app(environ, start_response)
+
+    server = make_server(config.metrics_host, config.metrics_port, site, threaded=True)
     http = threading.Thread(target=server.serve_forever, name="sla-http", daemon=True)
-    monitor.start()
-    http.start()
-    log.info("sla_monitor_started", extra={"port": server.server_port})
-    try:
-        stopping.wait()
-    finally:
-        monitor.stop()
+
+    def stop_http() -> None:
         server.shutdown()
         http.join(5)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        log.info("sla_monitor_stopped")
+
+    status = runner.run(
+        "sla-monitor",
+        [runner.Part("http", http.start, stop_http, http.is_alive), *parts],
+    )
+    if status:
+        raise click.exceptions.Exit(status)
 
 
 @sla_group.command("recompute")

@@ -13,6 +13,7 @@ from kcc_shared.config import Config
 from kcc_shared.consumer import EventConsumer
 from kcc_shared.events import Event
 from kcc_shared.outbox import relay_for
+from kcc_shared.runner import Part
 from kcc_shared.topology import service_queue
 from sqlalchemy import Connection
 
@@ -116,6 +117,14 @@ class DeadlineScheduler:
             self._thread.join(timeout)
             self._thread = None
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def part(self) -> Part:
+        """The scheduler as a part of its process (kcc_shared.runner)."""
+        return Part("scheduler", self.start, self.stop, lambda: self.running)
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._wakeup.clear()
@@ -156,9 +165,15 @@ class SlaMonitor:
             prefetch=config.prefetch,
             batch_size=config.consumer_batch_size,
             publish_timeout=config.publish_timeout,
+            heartbeat=config.heartbeat,
+            stall_timeout=config.stall_timeout,
             after_commit=self.ingest.after_commit,
             clock=clock,
         )
+
+    def parts(self) -> list[Part]:
+        """In start order; the runner stops them in reverse (kcc_shared.runner)."""
+        return [self.relay.part(), self.scheduler.part(), self.consumer.part()]
 
     def start(self) -> None:
         self.relay.start()
