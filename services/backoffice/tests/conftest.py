@@ -57,7 +57,9 @@ def app(config: Config, clock: Clock) -> Iterator[Flask]:
     app = create_app(config, clock=clock)
     app.config["TESTING"] = True
     yield app
-    app.extensions["kcc.backoffice"].store.engine.dispose()
+    context = app.extensions["kcc.backoffice"]
+    context.feed.stop()  # a test that opened a live stream started its poller
+    context.store.engine.dispose()
 
 
 @pytest.fixture

@@ -171,7 +171,7 @@ def test_answer_ask_and_forward_from_the_item_page(
         data={"csrf_token": csrf, "afdeling": "belastingen", "reden": "niet van ons"},
         follow_redirects=True,
     ).get_data(as_text=True)
-    assert "Dat kan nu niet." in refused
+    assert "Dat kan nu niet: het KCC heeft je verduidelijkingsvraag nog niet beantwoord" in refused
     answered = client.post(
         f"/items/{item_id}/answer",
         data={"csrf_token": csrf, "tekst": "Noodpaspoort aanvragen bij de balie."},

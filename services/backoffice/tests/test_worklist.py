@@ -345,3 +345,18 @@ def test_operators_see_every_department_and_may_not_act(
     assert "Oppakken" not in page
     assert "Mijn werk" not in page
     assert client.get("/inbox/doorgestuurd").status_code == 403
+
+
+def test_a_refused_action_is_said_in_dutch_with_who_holds_it(
+    app: Flask, client: FlaskClient, eva: str, colleague_token: str, item_id: str
+) -> None:
+    other = app.test_client()
+    login(other, colleague_token)
+    _claim(other, item_id)
+    login(client, eva)
+    csrf = csrf_of(_page(client, f"/items/{item_id}"))
+    page = client.post(
+        f"/items/{item_id}/claim", data={"csrf_token": csrf}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Dat kan nu niet: staff-finn werkt aan deze vraag." in page
+    assert "You cannot" not in page

@@ -316,7 +316,7 @@ def act(request_id: Any, slug: str) -> Response:
     except (ItemNotFound, NotYourDepartment):
         abort(403)
     except InvalidTransition as exc:
-        flash(f"Dat kan nu niet. {exc.detail}", "fout")
+        flash(f"Dat kan nu niet: {_refusal_words(exc, item_id)}", "fout")
         return redirect(back, 303)
     except UnknownDepartment as exc:
         flash(f"Doorsturen lukt niet: {_FORWARD_REFUSALS.get(str(exc), str(exc))}.", "fout")
@@ -337,6 +337,29 @@ _FORWARD_REFUSALS: Final = {
     "there is no department with this id": "die afdeling bestaat niet",
     "the request is already in this department": "de vraag is al bij deze afdeling",
 }
+
+
+# Why an action is refused, in Dutch (the API's problem detail says it in English).
+_STATE_REFUSALS: Final = {
+    "answered": "deze vraag is al beantwoord.",
+    "forwarded": "deze vraag is doorgestuurd naar een andere afdeling.",
+    "cancelled": "het KCC heeft deze vraag ingetrokken.",
+    "closed": "deze vraag is afgesloten (beantwoord en beoordeeld).",
+    "pending": "deze vraag is nog niet aan een afdeling toegewezen.",
+}
+
+
+def _refusal_words(exc: InvalidTransition, request_id: str) -> str:
+    if exc.state in _STATE_REFUSALS:
+        return _STATE_REFUSALS[exc.state]
+    holder = _context().store.get(request_id).claimed_by
+    if exc.state in ("claimed", "awaiting_clarification") and holder != current_user().user_id:
+        return f"{holder} werkt aan deze vraag."
+    if exc.state == "waiting":
+        return "pak de vraag eerst op."
+    if exc.state == "awaiting_clarification":
+        return "het KCC heeft je verduidelijkingsvraag nog niet beantwoord; antwoorden kan wel."
+    return "dat past niet bij de status van deze vraag."
 
 
 def _visible(request_id: str) -> Item:
