@@ -100,6 +100,15 @@ def test_base_file_loads(tmp_path: Path) -> None:
     assert organisation.source == str(tmp_path / "organisation.yaml")
 
 
+def test_reuse_shelf_life_is_per_department_with_a_default_of_a_year(tmp_path: Path) -> None:
+    organisation = load_organisation(
+        write(tmp_path, changed("warning_at: 80%", "warning_at: 80%\n    reuse_shelf_life_days: 90"))
+    )
+
+    assert organisation.departments["burgerzaken"].reuse_shelf_life_days == 90
+    assert organisation.departments["kcc-triage"].reuse_shelf_life_days == 365
+
+
 def test_version_is_a_short_stable_hash_of_the_content(tmp_path: Path) -> None:
     first = load_organisation(write(tmp_path, BASE, "a.yaml")).version
     again = load_organisation(write(tmp_path, BASE, "b.yaml")).version
@@ -500,6 +509,22 @@ CASES = [
         15,
         "department 'burgerzaken': warning_at must be a percentage from 1% to 99%, e.g. 80%, "
         "not '100%'",
+    ),
+    (
+        "reuse shelf life not a whole number of days",
+        "warning_at: 80%",
+        "warning_at: 80%\n    reuse_shelf_life_days: 1 jaar",
+        16,
+        "department 'burgerzaken': reuse_shelf_life_days must be a whole number of days from 1 "
+        "to 3650, e.g. 365, not '1 jaar'",
+    ),
+    (
+        "reuse shelf life of zero days",
+        "warning_at: 80%",
+        "warning_at: 80%\n    reuse_shelf_life_days: 0",
+        16,
+        "department 'burgerzaken': reuse_shelf_life_days must be a whole number of days from 1 "
+        "to 3650, e.g. 365, not '0'",
     ),
     (
         "missing required field",

@@ -31,6 +31,7 @@ from kcc_shared.calendar import (
 )
 
 __all__ = [
+    "DEFAULT_REUSE_SHELF_LIFE_DAYS",
     "DEFAULT_WARNING_RATIO",
     "PRIORITIES",
     "WEEKDAYS",
@@ -56,6 +57,12 @@ _GOEDE_VRIJDAG: Final[Mapping[str, GoedeVrijdag]] = {c: c for c in GOEDE_VRIJDAG
 _BEVRIJDINGSDAG: Final[Mapping[str, Bevrijdingsdag]] = {c: c for c in BEVRIJDINGSDAG_CHOICES}
 WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_WARNING_RATIO: Final = 0.8
+# How long a department's reusable answer is suggested to KCC-medewerkers (docs/similar.md):
+# a rule or a fee changes within a year or so, and an old answer that is still right can be
+# marked reusable again. At most ten years: beyond that "never expires" is meant, which this
+# setting deliberately cannot say.
+DEFAULT_REUSE_SHELF_LIFE_DAYS: Final = 365
+REUSE_SHELF_LIFE_MAX_DAYS: Final = 3650
 SUPPORTED_VERSION: Final = 1
 
 _ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -100,13 +107,15 @@ class SlaTarget:
 
 @dataclass(frozen=True)
 class Department:
-    """A back-office department: its calendar, norms and warning threshold (0 < ratio < 1)."""
+    """A back-office department: its calendar, norms and warning threshold (0 < ratio < 1),
+    and for how many days its reusable answers are suggested."""
 
     id: str
     name: str
     calendar: str
     warning_ratio: float
     sla: Mapping[Priority, SlaTarget]
+    reuse_shelf_life_days: int = DEFAULT_REUSE_SHELF_LIFE_DAYS
 
 
 @dataclass(frozen=True)
@@ -727,7 +736,7 @@ class _Reader:
                 item,
                 _name_for(item, "department", index),
                 required=("id", "name", "calendar", "sla"),
-                optional=("warning_at",),
+                optional=("warning_at", "reuse_shelf_life_days"),
             )
             if fields is None or "id" not in fields:
                 continue
@@ -765,6 +774,12 @@ class _Reader:
         if "warning_at" in fields:
             warning_ratio = self.percentage(fields["warning_at"], f"{what}: warning_at")
 
+        shelf_life = DEFAULT_REUSE_SHELF_LIFE_DAYS
+        if "reuse_shelf_life_days" in fields:
+            shelf_life = self.days(
+                fields["reuse_shelf_life_days"], f"{what}: reuse_shelf_life_days"
+            )
+
         sla: dict[Priority, SlaTarget] = {}
         if "sla" in fields:
             sla = self.sla(fields["sla"], what)
@@ -777,7 +792,21 @@ class _Reader:
             calendar=calendar,
             warning_ratio=warning_ratio,
             sla=MappingProxyType(sla),
+            reuse_shelf_life_days=shelf_life,
         )
+
+    def days(self, node: Node, what: str) -> int:
+        value = self.text(node, what)
+        if value is None:
+            return DEFAULT_REUSE_SHELF_LIFE_DAYS
+        if not value.isdigit() or not 1 <= int(value) <= REUSE_SHELF_LIFE_MAX_DAYS:
+            self.report(
+                node,
+                f"{what} must be a whole number of days from 1 to {REUSE_SHELF_LIFE_MAX_DAYS}, "
+                f"e.g. {DEFAULT_REUSE_SHELF_LIFE_DAYS}, not '{value}'",
+            )
+            return DEFAULT_REUSE_SHELF_LIFE_DAYS
+        return int(value)
 
     def percentage(self, node: Node, what: str) -> float:
         value = self.text(node, what)
