@@ -101,9 +101,8 @@ def test_base_file_loads(tmp_path: Path) -> None:
 
 
 def test_reuse_shelf_life_is_per_department_with_a_default_of_a_year(tmp_path: Path) -> None:
-    organisation = load_organisation(
-        write(tmp_path, changed("warning_at: 80%", "warning_at: 80%\n    reuse_shelf_life_days: 90"))
-    )
+    shorter = changed("warning_at: 80%", "warning_at: 80%\n    reuse_shelf_life_days: 90")
+    organisation = load_organisation(write(tmp_path, shorter))
 
     assert organisation.departments["burgerzaken"].reuse_shelf_life_days == 90
     assert organisation.departments["kcc-triage"].reuse_shelf_life_days == 365
