@@ -158,7 +158,8 @@ def test_events_over_the_wire_give_clocks_summary_metrics_and_one_breach(
         client = app.test_client()
         summary = client.get(
             "/api/v1/sla/summary?window=1d", headers={"Authorization": f"Bearer {token}"}
-        ).json
+        ).get_json()
+        assert summary is not None
         burgerzaken = next(d for d in summary["departments"] if d["department"] == "burgerzaken")
         assert burgerzaken["clocks"]["first_response"]["met"] == 1
         assert burgerzaken["breaches"] == 1
@@ -172,7 +173,8 @@ def test_events_over_the_wire_give_clocks_summary_metrics_and_one_breach(
         listed = client.get(
             "/api/v1/sla/departments/burgerzaken/late",
             headers={"Authorization": f"Bearer {token}"},
-        ).json
+        ).get_json()
+        assert listed is not None
         assert [(q["request_id"], q["level"]) for q in listed["questions"]] == [(late, "late")]
 
         metrics = client.get("/metrics").get_data(as_text=True)
