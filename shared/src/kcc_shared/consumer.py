@@ -422,7 +422,12 @@ class BatchConsumer(ConsumerMixin):
                 raise
         # Sends our heartbeat when due, and raises when the broker's have stopped coming: a
         # connection cut silently is noticed after two heartbeat intervals.
-        self._conn.heartbeat_check()
+        try:
+            self._conn.heartbeat_check()
+        except self._conn.connection_errors:
+            # Closing it politely would wait for an answer that never comes: drop the socket.
+            self._conn.collect()
+            raise
         self._turned_at = time.monotonic()
 
     # -- settling, one message at a time ----------------------------------------------------

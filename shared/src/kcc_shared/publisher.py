@@ -100,7 +100,7 @@ class Publisher:
                 return Sent(tags={}, result=self._publish_unconfirmed(channel, messages))
             sent = Sent(tags=self._send_confirmed(channel, messages))
         except (TimeoutError, OSError, amqp.exceptions.AMQPError) as exc:
-            self.close()
+            self.close(abandon=True)
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
         self._in_flight = sent
         return sent
@@ -114,10 +114,10 @@ class Publisher:
         try:
             return self._await_confirms(sent.tags)
         except PublishError:
-            self.close()
+            self.close(abandon=True)
             raise
         except (TimeoutError, OSError, amqp.exceptions.AMQPError) as exc:
-            self.close()
+            self.close(abandon=True)
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             self._in_flight = None
@@ -223,13 +223,18 @@ class Publisher:
         message_id = message.properties.get("message_id", "")
         self._returned[message_id] = f"unroutable: no queue bound for {routing_key!r} on {exchange}"
 
-    def close(self) -> None:
-        """Drop the connection; a batch sent on it and not yet confirmed counts as failed."""
+    def close(self, *, abandon: bool = False) -> None:
+        """Drop the connection; a batch sent on it and not yet confirmed counts as failed.
+
+        `abandon` (after an error): close the socket without AMQP's goodbye. A polite close
+        waits for the broker's answer without a time limit, and a broker that blocks
+        publishers (memory alarm) or a silent network never gives one.
+        """
         self._in_flight = None
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None:
             try:
-                connection.release()
+                connection.collect() if abandon else connection.release()
             except Exception:  # closing a broken connection may fail in many ways; it is gone
                 log.debug("publisher_close_failed", exc_info=True)
 
