@@ -18,6 +18,7 @@ from marshmallow import RAISE
 
 from intake.expectation import as_json, expected_answer
 from intake.metrics import (
+    ANSWERS_REUSED,
     CLARIFICATIONS,
     IDEMPOTENT_REPLAYS,
     RATING_THANKS,
@@ -38,10 +39,14 @@ from intake.schemas import (
     RequestDetailSchema,
     RequestPageSchema,
     RequestQueryArgsSchema,
+    ReuseSchema,
+    SuggestionListSchema,
+    SuggestionQueryArgsSchema,
 )
 from intake.service import IntakeContext
-from intake.store import NewRequest, Rating, Request
+from intake.store import LOCAL, NewRequest, Rating, Request
 from intake.stream import StreamsFull, UserStreamsFull, client_gone_check
+from intake.suggestions import Reuse, Suggestion
 
 requests_blp = Blueprint(
     "requests",
@@ -60,6 +65,13 @@ catalog_blp = Blueprint(
     __name__,
     url_prefix="/api/v1/catalog",
     description="What an agent can choose from: categories, priorities, channels.",
+)
+suggestions_blp = Blueprint(
+    "suggestions",
+    __name__,
+    url_prefix="/api/v1/suggestions",
+    description="Earlier questions with the answer their department marked reusable: look "
+    "before filing, and count it when the citizen was answered with one.",
 )
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -445,3 +457,89 @@ class CatalogView(MethodView):
             "priorities": list(PRIORITIES),
             "channels": list(CHANNELS),
         }
+
+
+def suggestion_json(suggestion: Suggestion) -> dict[str, Any]:
+    return {
+        "request_id": suggestion.request_id,
+        "question": suggestion.question,
+        "answer": suggestion.answer,
+        "department": department_json(suggestion.department),
+        "answered_on": suggestion.answered_at.astimezone(LOCAL).date(),
+        "score": suggestion.score,
+    }
+
+
+def department_json(department: str) -> dict[str, str]:
+    known = _context().organisation.departments.get(department)
+    # A department since removed from the organisation file keeps its id as its name.
+    return {"id": department, "name": known.name if known else department}
+
+
+def use_answer(context: IntakeContext, agent: Principal, request_id: str, key: str | None) -> Reuse:
+    """Count "Hiermee is de vraag beantwoord" (the API and the desk page share this)."""
+    reuse = context.suggestions.use(request_id, agent, key)
+    if not reuse.replayed:
+        org = context.organisation
+        ANSWERS_REUSED.labels(
+            reuse.department if reuse.department in org.departments else "unknown",
+            reuse.category
+            if reuse.category in org.categories
+            else ("none" if reuse.category is None else "unknown"),
+        ).inc()
+        context.committed()
+    return reuse
+
+
+@suggestions_blp.route("")
+class SuggestionsView(MethodView):
+    @requires("agent")
+    @suggestions_blp.doc(security=BEARER)
+    @suggestions_blp.arguments(SuggestionQueryArgsSchema, location="query", unknown=RAISE)
+    @suggestions_blp.response(200, SuggestionListSchema)
+    @errors(suggestions_blp, 401, 403)
+    def get(self, args: dict[str, Any]) -> Any:
+        """Earlier answered questions like this one, with their reusable answers.
+
+        At most three, most alike first: each is a question a department answered and marked
+        reusable (not withdrawn, not older than the department's shelf life). Show them as
+        "looks like"; the KCC-medewerker judges whether the answer fits.
+        """
+        found = _context().suggestions.search(args["q"].strip())
+        return {"suggestions": [suggestion_json(s) for s in found]}
+
+
+@suggestions_blp.route("/<uuid:request_id>/used")
+class SuggestionUsedView(MethodView):
+    @suggestions_blp.doc(
+        security=BEARER,
+        parameters=[
+            {
+                "in": "header",
+                "name": "Idempotency-Key",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 200},
+                "description": "Send the same key when retrying: the use is counted once and "
+                "a retry gets the original back (header Idempotent-Replayed: true).",
+            }
+        ],
+    )
+    @requires("agent")
+    @suggestions_blp.response(201, ReuseSchema)
+    @errors(suggestions_blp, 401, 403, 404, 422)
+    def post(self, request_id: Any) -> Any:
+        """The citizen was answered with this reusable answer: no question is filed.
+
+        Counted per department and category (`kcc_answers_reused_total`), and the department
+        hears that its answer helped (`request.answer_reused`). 404 when the answer is not
+        (or no longer) suggested.
+        """
+        context = _context()
+        reuse = use_answer(context, current_principal(), str(request_id), _idempotency_key())
+        headers = {"Idempotent-Replayed": "true"} if reuse.replayed else {}
+        body = {
+            "request_id": reuse.request_id,
+            "department": department_json(reuse.department),
+            "recorded_at": reuse.created_at,
+        }
+        return body, 201, headers

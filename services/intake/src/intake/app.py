@@ -17,13 +17,14 @@ from kcc_shared.outbox import outbox_backlog, relay_for, utcnow
 from kcc_shared.publisher import connection_factory
 from kcc_shared.web import init_web
 
-from intake.api import catalog_blp, requests_blp, stream_blp
+from intake.api import catalog_blp, requests_blp, stream_blp, suggestions_blp
 from intake.errors import register_error_handlers
 from intake.metrics import SERVICE
 from intake.pages import desk_bp
 from intake.service import IntakeContext
 from intake.store import RequestStore, outbox
 from intake.stream import UpdateFeed
+from intake.suggestions import Suggestions
 
 CONTEXT_EXTENSION: Final = "kcc.intake"
 
@@ -53,7 +54,11 @@ def create_app(config: Config | None = None) -> Flask:
         max_subscribers=config.streams_per_process,
         max_per_user=config.streams_per_user,
     )
-    app.extensions[CONTEXT_EXTENSION] = IntakeContext(store, organisation, relay, feed)
+    # The reusable answers' index, loaded now: the first KCC-medewerker typing a question
+    # after a start must not wait for it (docs/similar.md has the time it takes).
+    suggestions = Suggestions(engine, organisation, store.outbox, store.now)
+    suggestions.refresh()
+    app.extensions[CONTEXT_EXTENSION] = IntakeContext(store, organisation, relay, feed, suggestions)
     app.extensions[TOKENS_EXTENSION] = tokens
 
     api = make_api(app, title="KCC intake", version="1.0.0", description=DESCRIPTION)
@@ -61,6 +66,7 @@ def create_app(config: Config | None = None) -> Flask:
     api.register_blueprint(requests_blp)
     api.register_blueprint(stream_blp)
     api.register_blueprint(catalog_blp)
+    api.register_blueprint(suggestions_blp)
     if config.secret_key:
         # The agent desk (/balie) needs a key to sign its session cookie; without one the
         # process serves the API only.

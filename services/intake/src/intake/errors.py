@@ -13,6 +13,7 @@ from intake.store import (
     RequestNotCancellable,
     RequestNotFound,
 )
+from intake.suggestions import AnswerNotReusable
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -53,3 +54,14 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(NotRateable)
     def _not_rateable(exc: NotRateable) -> Response:
         return problem_response(409, str(exc), title="Request cannot be rated", slug="not-rateable")
+
+    @app.errorhandler(AnswerNotReusable)
+    def _not_reusable(exc: AnswerNotReusable) -> Response:
+        return problem_response(
+            404,
+            "There is no answer with this id that is suggested for reuse now: it does not "
+            "exist, its department withdrew it, or it is older than the department's shelf "
+            "life. Nothing was counted.",
+            title="Reusable answer not found",
+            slug="reusable-answer-not-found",
+        )

@@ -46,3 +46,10 @@ RATINGS = Counter(
     ["score", "reopened"],
 )
 RATING_THANKS = Counter("kcc_intake_rating_thanks_total", "Ratings that said thank you.")
+ANSWERS_REUSED = Counter(
+    "kcc_answers_reused_total",
+    "Citizens answered at the desk with a department's reusable answer instead of a new "
+    'question ("Hiermee is de vraag beantwoord"), by the answer\'s department and category '
+    "(`none`: the question had no category). Idempotent replays not counted.",
+    ["department", "category"],
+)

@@ -341,3 +341,52 @@ class CatalogSchema(Schema):
     departments = fields.List(fields.Nested(DepartmentSchema))
     priorities = fields.List(fields.String())
     channels = fields.List(fields.String())
+
+
+class SuggestionQueryArgsSchema(_Strict):
+    q = fields.String(
+        required=True,
+        validate=validate.Length(
+            min=QUESTION_MIN_LENGTH,
+            max=QUESTION_MAX_LENGTH,
+            error="Send the question as typed so far, {min} to {max} characters: shorter "
+            "says too little to find a similar one, longer is not a question.",
+        ),
+        error_messages={"required": "Send the question as typed so far in q."},
+        metadata={
+            "description": "The question as typed so far (10 to 4000 characters; a citizen "
+            "service number is ignored). Nothing of it is stored or logged.",
+            "example": "Mijn container is vanochtend niet geleegd, wanneer komen ze terug?",
+        },
+    )
+
+
+class SuggestionSchema(Schema):
+    request_id = fields.String(
+        metadata={"description": "The earlier, answered request: POST .../{request_id}/used."}
+    )
+    question = fields.String(metadata={"description": "The earlier question (redacted)."})
+    answer = fields.String(metadata={"description": "The department's reusable answer."})
+    department = fields.Nested(DepartmentSchema)
+    answered_on = fields.Date(metadata={"description": "The day it was answered (Dutch time)."})
+    score = fields.Float(
+        metadata={
+            "description": "How alike the questions are (cosine of their meanings, 0.82-1): "
+            "it ranks, it does not prove; the reader judges whether the answer fits."
+        }
+    )
+
+
+class SuggestionListSchema(Schema):
+    suggestions = fields.List(
+        fields.Nested(SuggestionSchema),
+        metadata={"description": "At most 3, most alike first; empty when none is close."},
+    )
+
+
+class ReuseSchema(Schema):
+    request_id = fields.String(metadata={"description": "The answer's request."})
+    department = fields.Nested(DepartmentSchema)
+    recorded_at = fields.AwareDateTime(
+        metadata={"description": "When the use was counted (UTC); a replay gives the first."}
+    )

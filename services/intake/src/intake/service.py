@@ -9,6 +9,7 @@ from kcc_shared.outbox import OutboxRelay
 
 from intake.store import RequestStore
 from intake.stream import UpdateFeed
+from intake.suggestions import Suggestions
 
 
 @dataclass
@@ -17,6 +18,7 @@ class IntakeContext:
     organisation: Organisation
     relay: OutboxRelay
     feed: UpdateFeed
+    suggestions: Suggestions
 
     def committed(self) -> None:
         """A write committed an outbox row: publish it now rather than at the next poll."""

@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from intake import knowledge
 from intake.reference import Reference
 from intake.view import OPEN, fold, order_key
 
@@ -315,6 +316,7 @@ class RequestStore:
 
     def create_schema(self) -> None:
         create_schema(self.engine, metadata)
+        create_schema(self.engine, knowledge.metadata)
         self._backfill_references()
 
     def now(self) -> datetime:
@@ -497,8 +499,7 @@ class RequestStore:
         if publish:
             self.outbox.add(connection, [event])
         # Last in the transaction: the feed lock is held from here to the commit.
-        if is_postgres(self.engine):
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEED_LOCK_KEY})
+        self._lock_feed(connection)
         connection.execute(
             insert(updates_table).values(
                 agent_id=agent_id,
@@ -748,18 +749,37 @@ class RequestStore:
         """
         t = requests_table
         row = connection.execute(
-            select(t.c.id, t.c.agent_id).where(t.c.id == event.request_id).with_for_update()
+            select(t.c.id, t.c.agent_id, t.c.question, t.c.category, t.c.answer, t.c.department)
+            .where(t.c.id == event.request_id)
+            .with_for_update()
         ).first()
         if row is None:
             return "unknown_request"
+        if event.type in knowledge.KNOWLEDGE_EVENTS:
+            # Not in the agent's timeline: a department's reuse decision is the knowledge
+            # base's business, and a use of an answer is the desk's own event coming back.
+            if event.type == "request.answer_reused":
+                return "recorded"
+            knowledge.apply(connection, event, row, self._lock_feed)
+            return "applied"
         known = connection.execute(
             select(timeline_table.c.event_id).where(timeline_table.c.event_id == event.id)
         ).first()
         if known is not None:
             return "recorded"
+        if event.type == "request.answered":
+            knowledge.apply(connection, event, row, self._lock_feed)
         self._record(connection, event, row.agent_id, publish=False)
         self._refold(connection, event.request_id)
         return "applied"
+
+    def _lock_feed(self, connection: Connection) -> None:
+        """Hold the feed lock until commit (PostgreSQL; SQLite writers are serialised).
+
+        The knowledge base's change sequence shares it: one lock, so no two transactions can
+        ever wait for each other's second lock."""
+        if is_postgres(self.engine):
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEED_LOCK_KEY})
 
     # -- the update feed --------------------------------------------------------------------
 
