@@ -10,8 +10,9 @@ from typing import Any, Final
 
 from kcc_shared.auth import Principal
 from kcc_shared.consumer import processed_events_table
-from kcc_shared.db import UtcDateTime, create_schema, is_postgres, write
+from kcc_shared.db import UtcDateTime, is_postgres, write
 from kcc_shared.events import Actor, Event, new_event
+from kcc_shared.migrations import require_current
 from kcc_shared.organisation import Organisation
 from kcc_shared.outbox import Clock, Outbox, outbox_table, utcnow
 from kcc_shared.privacy import redact_bsn
@@ -34,6 +35,7 @@ from sqlalchemy import (
 )
 
 from backoffice.inbox import OPEN_STATES, InvalidTransition, Item, apply_event, next_state
+from backoffice.migrations import HISTORY
 
 metadata = MetaData()
 
@@ -241,7 +243,8 @@ class InboxStore:
         self.outbox = Outbox(outbox, clock)
 
     def create_schema(self) -> None:
-        create_schema(self.engine, metadata)
+        # The tables are the migrations' (migrations/): refuse a database that is behind.
+        require_current(self.engine, HISTORY)
 
     # -- the consumer's handler ---------------------------------------------------------
 

@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 
 from kcc_shared.auth import Principal
 from kcc_shared.consumer import processed_events_table
-from kcc_shared.db import UtcDateTime, create_schema, is_postgres, write
+from kcc_shared.db import UtcDateTime, is_postgres, write
 from kcc_shared.events import Actor, Event, new_event
+from kcc_shared.migrations import require_current
 from kcc_shared.outbox import Clock, Outbox, outbox_table, utcnow
 from kcc_shared.privacy import redact_bsn
 from sqlalchemy import (
@@ -38,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from intake import knowledge
+from intake.migrations import HISTORY
 from intake.reference import Reference
 from intake.view import OPEN, fold, order_key
 
@@ -100,8 +102,8 @@ updates_table = Table(
 )
 
 # The short reference read out on the phone (intake/reference.py): one per request, given at
-# filing. Its own table, so a database created before references existed gains it with the
-# other missing tables (create_schema), and its requests get theirs then (backfill).
+# filing. Its own table: a database from before references gains it in migration 0002
+# (intake/migrations), which gives its requests theirs, oldest first.
 references_table = Table(
     "request_references",
     metadata,
@@ -315,8 +317,8 @@ class RequestStore:
         self.outbox = Outbox(outbox, clock)
 
     def create_schema(self) -> None:
-        create_schema(self.engine, metadata)
-        create_schema(self.engine, knowledge.metadata)
+        # The tables are the migrations' (migrations/): refuse a database that is behind.
+        require_current(self.engine, HISTORY)
         self._backfill_references()
 
     def now(self) -> datetime:

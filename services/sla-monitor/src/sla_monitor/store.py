@@ -24,8 +24,9 @@ from kcc_shared.clocks import (
     percentile,
 )
 from kcc_shared.consumer import processed_events_table
-from kcc_shared.db import UtcDateTime, create_schema, is_postgres, write
+from kcc_shared.db import UtcDateTime, is_postgres, write
 from kcc_shared.events import SYSTEM, Event, derived_event_id, new_event
+from kcc_shared.migrations import require_current
 from kcc_shared.organisation import Organisation
 from kcc_shared.outbox import Outbox, outbox_table
 from prometheus_client import Counter as PromCounter
@@ -54,6 +55,7 @@ from sqlalchemy import (
 
 from sla_monitor import metrics
 from sla_monitor.metrics import OPEN_STATES, OpenFigures
+from sla_monitor.migrations import HISTORY
 
 __all__ = ["WINDOWS", "OpenClock", "SlaStore", "metadata"]
 
@@ -181,8 +183,8 @@ ratings_table = Table(
     Index("ix_sla_ratings_at", "occurred_at"),
 )
 
-# New tables (not new columns): create_schema adds missing tables to an existing store, never
-# columns. Only the team, never the agent: the figures are per team.
+# New tables (migration 0002 adds them to an existing store). Only the team, never the agent:
+# the figures are per team.
 submissions_table = Table(
     "sla_submissions",
     metadata,
@@ -236,7 +238,8 @@ class SlaStore:
         self.histograms = metrics.clock_histograms(org)
 
     def create_schema(self) -> None:
-        create_schema(self.engine, metadata)
+        # The tables are the migrations' (migrations/): refuse a database that is behind.
+        require_current(self.engine, HISTORY)
 
     # -- ingest ---------------------------------------------------------------------------
 

@@ -7,9 +7,9 @@ from sqlalchemy import MetaData
 
 
 def _metadata() -> list[MetaData]:
-    from intake import store
+    from intake import knowledge, store
 
-    return [store.metadata]
+    return [store.metadata, knowledge.metadata]
 
 
 HISTORY = History(
