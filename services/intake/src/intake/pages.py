@@ -10,6 +10,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from kcc_shared.dutch_time import MONTHS
 from kcc_shared.events import CHANNELS, PRIORITIES
 from kcc_shared.privacy import redact_bsn
 from kcc_shared.problems import Problem
@@ -18,11 +19,25 @@ from kcc_shared.web import current_user, current_user_or_none, login_required
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response
 
-from intake.api import clarify, last_event_id, new_request, rate, redacted, stream_response
+from intake.api import (
+    clarify,
+    last_event_id,
+    new_request,
+    rate,
+    redacted,
+    stream_response,
+    use_answer,
+)
 from intake.expectation import expected_answer
 from intake.reference import MalformedReference, Reference, example, looks_like_reference
 from intake.reference import parse as parse_reference
-from intake.schemas import SEARCH_MAX_LENGTH, ClarificationSchema, RatingSchema, RequestCreateSchema
+from intake.schemas import (
+    QUESTION_MIN_LENGTH,
+    SEARCH_MAX_LENGTH,
+    ClarificationSchema,
+    RatingSchema,
+    RequestCreateSchema,
+)
 from intake.service import IntakeContext
 from intake.store import (
     IdempotencyKeyReused,
@@ -33,6 +48,7 @@ from intake.store import (
     RequestNotCancellable,
     RequestNotFound,
 )
+from intake.suggestions import AnswerNotReusable, Suggestion
 
 desk_bp = Blueprint(
     "desk", __name__, template_folder="templates", static_folder="static", url_prefix="/balie"
@@ -100,6 +116,13 @@ def _local_time(moment: datetime | str | None) -> str:
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment)
     return moment.astimezone(LOCAL).strftime("%d-%m-%Y %H:%M")
+
+
+@desk_bp.app_template_filter("datum")
+def _local_date(moment: datetime) -> str:
+    """The day in Dutch words: 3 december 2026."""
+    day = moment.astimezone(LOCAL).date()
+    return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
 
 
 @desk_bp.app_context_processor
@@ -213,12 +236,24 @@ def new() -> Any:
     return _new_page({}, {})
 
 
-def _new_page(form: dict[str, Any], errors: dict[str, Any], status: int = 200) -> Any:
+def _new_page(
+    form: dict[str, Any],
+    errors: dict[str, Any],
+    status: int = 200,
+    *,
+    suggestions: list[Suggestion] | None = None,
+    summary_title: str = "De vraag is niet verstuurd",
+    notice: str | None = None,
+) -> Any:
     context = _context()
     page = render_template(
         "desk/new.html",
         form=_redisplayed(form),
         errors=errors,
+        summary_title=summary_title,
+        notice=notice,
+        suggestions=suggestions,
+        suggestions_said=_suggestions_said(suggestions),
         error_links={f: f if f in FORM_FIELDS else "question" for f in errors},
         categories=list(context.organisation.categories.values()),
         priorities=PRIORITIES,
@@ -231,6 +266,95 @@ def _new_page(form: dict[str, Any], errors: dict[str, Any], status: int = 200) -
 
 
 FORM_FIELDS: Final = ("question", "category", "priority", "channel", "citizen_ref")
+# What the suggestion buttons post besides the form: not part of the question.
+_REUSE_FIELDS: Final = ("csrf_token", "antwoord", "bevestigd")
+
+
+def _suggestions_said(found: list[Suggestion] | None) -> str:
+    """What the live region says about the suggestions (aria-live: read out when it changes)."""
+    if found is None:
+        return ""
+    if not found:
+        return "Geen eerder beantwoorde vraag gevonden die hierop lijkt."
+    if len(found) == 1:
+        return "1 eerder beantwoorde vraag gevonden die hierop lijkt."
+    return f"{len(found)} eerder beantwoorde vragen gevonden die hierop lijken."
+
+
+def _question_form() -> dict[str, str]:
+    return {k: v for k, v in request.form.items() if k not in _REUSE_FIELDS}
+
+
+@desk_bp.post("/nieuw/eerdere-antwoorden")
+@login_required(*AGENT)
+def earlier_answers() -> Any:
+    """The new-question form again with the reusable answers most like the question: what
+    the page shows while typing (desk.js asks here), and the button without script."""
+    form = _question_form()
+    question = form.get("question", "").strip()
+    too = "kort" if len(question) < QUESTION_MIN_LENGTH else "lang" if len(question) > 4000 else ""
+    if too:
+        return _new_page(
+            form,
+            {
+                "question": f"Typ minstens {QUESTION_MIN_LENGTH} tekens van de vraag om "
+                "eerdere antwoorden te zoeken."
+                if too == "kort"
+                else "Een vraag heeft hoogstens 4000 tekens; kort hem in om te zoeken."
+            },
+            400,
+            summary_title="Er is niet gezocht",
+        )
+    return _new_page(form, {}, suggestions=_context().suggestions.search(question))
+
+
+@desk_bp.post("/nieuw/beantwoord")
+@login_required(*AGENT)
+def answered_with() -> Any:
+    """ "Hiermee is de vraag beantwoord": a step to confirm, then counted (nothing is filed)."""
+    form = _question_form()
+    context = _context()
+    request_id = _uuid(request.form.get("antwoord"))
+    gone = (
+        "Dit antwoord wordt niet meer voorgesteld: de afdeling heeft het ingetrokken of het "
+        "is te oud. Er is niets geteld; je vraag staat er nog."
+    )
+    if request_id is None:
+        return _new_page(form, {}, 404, notice=gone)
+    try:
+        suggestion = context.suggestions.get(request_id)
+    except AnswerNotReusable:
+        return _new_page(form, {}, 404, notice=gone)
+    if request.form.get("bevestigd") != "ja":
+        return render_template(
+            "desk/reuse.html",
+            s=suggestion,
+            form=_redisplayed(form),
+            idempotency_key=_form_key(form) or str(uuid.uuid4()),
+            feed_position=context.store.last_update_seq(),
+        )
+    try:
+        use_answer(context, current_user(), request_id, _form_key(form))
+    except AnswerNotReusable:
+        return _new_page(form, {}, 404, notice=gone)
+    except IdempotencyKeyReused:
+        form.pop("idempotency_key", None)
+        return _new_page(form, {}, 409, notice="Met dit formulier is al een ander antwoord geteld.")
+    name = _department_name(suggestion.department)
+    flash(f"Geteld: beantwoord zonder doorzetten, met het antwoord van {name}.")
+    return redirect(url_for("desk.new"), code=303)
+
+
+def _department_name(department: str) -> str:
+    known = _context().organisation.departments.get(department)
+    return known.name if known else department
+
+
+def _uuid(value: str | None) -> str | None:
+    try:
+        return str(uuid.UUID(value)) if value and len(value) == 36 else None
+    except ValueError:
+        return None
 
 
 @desk_bp.post("/vragen")

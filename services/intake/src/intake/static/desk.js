@@ -37,6 +37,9 @@
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (form.id !== "nieuwe-vraag" || !window.fetch || !window.FormData) { return; }
+    // "Zoek eerdere antwoorden" and "Hiermee is de vraag beantwoord" go where they say, as
+    // without script (the form travels with them, so nothing typed is lost).
+    if (event.submitter && event.submitter.hasAttribute("formaction")) { return; }
     event.preventDefault();
     var notice = document.getElementById("verzendfout");
     var button = form.querySelector("button[type=submit]");
@@ -77,6 +80,54 @@
         notice.focus();
       });
   });
+
+  // -- earlier answers while typing --------------------------------------------------------
+  // A pause in typing asks the server for the reusable answers most like the question (the
+  // same page the "Zoek eerdere antwoorden" button shows, so both say the same), and the
+  // number found is announced. A failed look-up changes nothing: the button still works.
+  (function () {
+    var form = document.getElementById("nieuwe-vraag");
+    var box = document.getElementById("eerder");
+    var said = document.getElementById("eerder-aantal");
+    var field = document.getElementById("question");
+    if (!form || !box || !said || !field || !window.fetch || !window.FormData || !window.DOMParser) {
+      return;
+    }
+    var timer = null;
+    var asked = 0;
+    var last = field.value.trim();
+    function lookUp() {
+      var text = field.value.trim();
+      if (text.length < 10 || text === last) { return; }
+      last = text;
+      var mine = ++asked;
+      fetch(box.getAttribute("data-search"), {
+        method: "POST", body: new FormData(form), credentials: "same-origin"
+      })
+        .then(function (response) {
+          if (!response.ok) { throw new Error("HTTP " + response.status); }
+          return response.text();
+        })
+        .then(function (html) {
+          // An answer to an older question came after a newer one's: the newer one counts.
+          if (mine !== asked) { return; }
+          var fresh = new DOMParser().parseFromString(html, "text/html");
+          var next = fresh.getElementById("eerder");
+          var count = fresh.getElementById("eerder-aantal");
+          if (!next) { return; }
+          box.innerHTML = next.innerHTML;
+          box.hidden = false;
+          var text = count ? count.textContent : "";
+          // Said again only when it changed: a screen reader is not told the same at every pause.
+          if (text !== said.textContent) { said.textContent = text; }
+        })
+        .catch(function () { last = ""; });
+    }
+    field.addEventListener("input", function () {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(lookUp, 400);
+    });
+  })();
 
   // Back after a question was filed in place: show that page as it is now.
   window.addEventListener("popstate", function () { window.location.reload(); });
