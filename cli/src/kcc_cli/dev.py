@@ -42,6 +42,7 @@ from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from kcc_cli.demo_traffic import DEFAULT_PACE, DemoTraffic, publish_backlog
+from kcc_cli.migrate import migrate_dev
 
 log = logging.getLogger(__name__)
 
@@ -325,6 +326,8 @@ def dev(
         raise click.UsageError("--demo-pace sets the pace of --demo-traffic; add --demo-traffic")
     data = data.resolve()
     private_folder(data)
+    # Its own stores: a folder from an earlier release (or before migrations) just works.
+    migrate_dev(data)
     shared = config.with_(
         auth_database_url=f"sqlite:///{data / 'auth.db'}",
         broker_url="memory://localhost/",

@@ -16,6 +16,7 @@ from backoffice.commands import backoffice_group
 from intake.commands import intake_group
 from kcc_shared.config import Config, ConfigError
 from kcc_shared.logging import configure_logging
+from kcc_shared.migrations import EXIT_ERROR, SchemaError
 from router.cli import rules_group
 from router.commands import router_group
 from sla_monitor.commands import sla_group
@@ -23,6 +24,7 @@ from sla_monitor.commands import sla_group
 from kcc_cli.config import config_group
 from kcc_cli.deadletters import dead_letters_group
 from kcc_cli.dev import dev
+from kcc_cli.migrate import migrate_all
 from kcc_cli.similar import similar_group
 from kcc_cli.token import token_group
 
@@ -50,9 +52,15 @@ for group in (
     sla_group,
     similar_group,
     dev,
+    migrate_all,
 ):
     cli.add_command(group)
 
 
 def main() -> None:
-    cli(prog_name="kcc")
+    try:
+        cli(prog_name="kcc")
+    except SchemaError as exc:
+        # A service refusing a database that is behind (or ahead): the message says what to run.
+        click.echo(f"kcc: {exc}", err=True)
+        raise SystemExit(EXIT_ERROR) from None

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final, Literal, Protocol
 
+import click
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -463,6 +464,8 @@ def _compare_options(history: History) -> dict[str, Any]:
         "version_table": history.version_table,
         "include_name": include_name,
         "render_as_batch": True,
+        # `migrate` runs every revision inside its own transaction, on SQLite too.
+        "transactional_ddl": True,
         "render_item": _render_item,
         "compare_type": True,
     }
@@ -493,3 +496,81 @@ def run_environment(context: Environment) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+# --- the `kcc <service> migrate` command ------------------------------------------------
+
+# Exit statuses of `migrate`: 1 only for --check finding the database behind (an answer, not
+# a failure); 2 when nothing could be done (unreachable, unknown revision, newer release...).
+EXIT_BEHIND: Final = 1
+EXIT_ERROR: Final = 2
+
+
+def run_migrate(
+    engine: Engine,
+    history: History,
+    *,
+    to: str | None = None,
+    down: str | None = None,
+    check: bool = False,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """What `kcc <service> migrate` does for one history; returns the exit status."""
+    try:
+        if check:
+            found = state(engine, history)
+            echo(found.describe(history))
+            if found.kind == "ahead":
+                return EXIT_ERROR
+            return 0 if found.kind == "current" else EXIT_BEHIND
+        if down is not None:
+            outcome = downgrade(engine, history, down)
+            verb = "downgraded"
+        else:
+            outcome = migrate(engine, history, to or "head")
+            verb = "migrated"
+    except SchemaError as exc:
+        echo(f"{history.name}: {exc}" if not str(exc).startswith(history.name) else str(exc))
+        return EXIT_ERROR
+    if outcome.before == outcome.after and not outcome.steps:
+        echo(f"{history.name}: up to date (revision {outcome.after})")
+        return 0
+    for step in outcome.steps:
+        echo(f"{history.name}:   {step}")
+    echo(f"{history.name}: {verb} from {outcome.before or 'nothing'} to {outcome.after or 'base'}")
+    return 0
+
+
+def migrate_command(history: History) -> click.Command:
+    """`kcc <service> migrate`, for the database in KCC_DATABASE_URL."""
+
+    @click.command("migrate")
+    @click.option("--to", "to", metavar="REVISION", help="Upgrade to this revision (default head).")
+    @click.option("--down", metavar="REVISION", help="Downgrade to this revision, or base.")
+    @click.option(
+        "--check", is_flag=True, help="Change nothing; exit 1 when the database is behind."
+    )
+    def migrate_database(to: str | None, down: str | None, check: bool) -> None:
+        from kcc_shared.config import Config, ConfigError
+
+        if to is not None and down is not None:
+            raise click.UsageError("give --to or --down, not both")
+        try:
+            config = Config.from_env()
+        except ConfigError as exc:
+            click.echo(f"{history.name} migrate: {exc}", err=True)
+            raise click.exceptions.Exit(EXIT_ERROR) from None
+        engine = make_engine(config.database_url)
+        try:
+            status = run_migrate(engine, history, to=to, down=down, check=check, echo=click.echo)
+        finally:
+            engine.dispose()
+        if status:
+            raise click.exceptions.Exit(status)
+
+    migrate_database.help = (
+        f"Bring the {history.name} database (KCC_DATABASE_URL) to this release's schema; "
+        "run before the new release takes traffic. A database from before migrations is "
+        "recognised by its tables."
+    )
+    return migrate_database

@@ -9,6 +9,9 @@ import sys
 
 import click
 from kcc_shared.config import Config, ConfigError
+from kcc_shared.migrations import migrate_command
+
+from backoffice.migrations import HISTORY
 
 __all__ = ["backoffice_group"]
 
@@ -120,3 +123,7 @@ def openapi_document() -> dict[str, object]:
             "ext_obj"
         ].spec.to_dict()
     return spec
+
+
+# `kcc backoffice migrate`: the schema before a release takes traffic (kcc_shared.migrations).
+backoffice_group.add_command(migrate_command(HISTORY))

@@ -9,7 +9,10 @@ import sys
 from datetime import UTC, datetime
 
 import click
+from kcc_shared.migrations import migrate_command
 from sqlalchemy.exc import SQLAlchemyError
+
+from intake.migrations import HISTORY
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +159,7 @@ def openapi_document() -> dict[str, object]:
             "ext_obj"
         ].spec.to_dict()
     return spec
+
+
+# `kcc intake migrate`: the schema before a release takes traffic (kcc_shared.migrations).
+intake_group.add_command(migrate_command(HISTORY))

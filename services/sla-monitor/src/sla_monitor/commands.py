@@ -9,7 +9,10 @@ from typing import Any
 
 import click
 from kcc_shared.config import Config, ConfigError
+from kcc_shared.migrations import migrate_command
 from kcc_shared.organisation import OrganisationError, load_organisation
+
+from sla_monitor.migrations import HISTORY
 
 __all__ = ["sla_group"]
 
@@ -123,3 +126,7 @@ def recompute() -> None:
     store.create_schema()
     count = store.recompute(utcnow())
     click.echo(f"recomputed the clocks of {count} requests")
+
+
+# `kcc sla migrate`: the schema before a release takes traffic (kcc_shared.migrations).
+sla_group.add_command(migrate_command(HISTORY))
