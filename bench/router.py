@@ -66,9 +66,10 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
 
+from kcc_shared.consumer import DEFAULT_IDLE_TIMEOUT, Delivery, Unavailable
 from kcc_shared.events import Actor, derived_event_id, new_event
 from kcc_shared.organisation import load_organisation
-from kcc_shared.publisher import Outgoing, Publisher, connection_factory
+from kcc_shared.publisher import Outgoing, Publisher, PublishError, connection_factory
 from kcc_shared.text import looks_english
 from kcc_shared.topology import declare, department_queue, routed_key, service_queue
 from kombu.connection import Connection
@@ -77,7 +78,7 @@ from kombu.messaging import Consumer
 from router.decision import Decider, Query
 from router.model import DEMO_MODEL, RoutingModel
 from router.rules import RuleSet
-from router.worker import DEFAULT_IDLE_TIMEOUT, RouterWorker, _Delivery
+from router.worker import RouterWorker
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 DEV_SET = DATA / "routing-dev.jsonl"
@@ -260,15 +261,22 @@ class NoopLoop:
 class MachineryOnly(RouterWorker):
     """The router's consume/batch/confirm/ack machinery, routing replaced by a plain copy."""
 
-    # The worker decides a whole batch at once (the model reads it in one pass).
-    def _decide_all(self, deliveries: list[_Delivery], now: Any) -> None:
-        for delivery in deliveries:
-            message = delivery.message
-            department = self.bench_departments[message.delivery_tag % len(self.bench_departments)]
-            delivery.kind, delivery.department, delivery.reason = "routed", department, "rule"
-            delivery.outgoing = Outgoing(
-                message.properties["message_id"], routed_key(department), message.body
+    def process(self, batch: list[Delivery]) -> None:
+        departments = self.bench_departments
+        outgoing = [
+            Outgoing(
+                d.event.id,
+                routed_key(departments[d.message.delivery_tag % len(departments)]),
+                d.message.body,
             )
+            for d in batch
+        ]
+        try:
+            self.publisher.publish(outgoing)
+        except PublishError as exc:
+            raise Unavailable("batch_publish_failed", str(exc)) from exc
+        for delivery in batch:
+            self.ack(delivery)
 
     bench_departments: list[str] = []
 

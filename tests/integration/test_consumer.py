@@ -377,7 +377,6 @@ def test_copies_of_one_event_in_a_batch_are_applied_once(
 # first batch, says so in a file and then hangs inside the open transaction.
 _HANGING_CONSUMER = """
 import sys, time, pathlib
-from kcc_shared.backoff import RETRY
 from kcc_shared.consumer import EventConsumer, processed_events_table
 from kcc_shared.db import make_engine
 from kcc_shared.topology import service_queue
