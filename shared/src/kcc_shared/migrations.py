@@ -111,7 +111,7 @@ class State:
                 f"with its `{history.command} --down {self.head}`"
             )
         at = "release 32120a3's tables, not versioned" if self.current is None else self.current
-        steps = "; ".join(self.pending)
+        steps = "; ".join(self.pending) or "none: it records the version"
         return (
             f"{history.name}: the database is behind ({at}; this code needs {self.head}): "
             f"run `{history.command}` (pending: {steps})"
