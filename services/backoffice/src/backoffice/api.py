@@ -18,6 +18,8 @@ from backoffice.schemas import (
     InboxQueryArgsSchema,
     InboxSchema,
     ItemDetailSchema,
+    ReuseSchema,
+    SimilarAnswersSchema,
 )
 from backoffice.service import BackofficeContext
 from backoffice.store import Action, ItemNotFound, NotYourDepartment
@@ -61,6 +63,7 @@ def present(item: Item, *, timeline: bool = False) -> dict[str, Any]:
     }
     if timeline:
         body["timeline"] = ctx.store.timeline(item.request_id)
+        body["group"] = ctx.group_of(item)
     return body
 
 
@@ -148,8 +151,71 @@ class AnswerView(MethodView):
     @items_blp.response(200, ItemDetailSchema)
     @errors(items_blp, 400, 401, 403, 409)
     def post(self, args: dict[str, Any], request_id: Any) -> Any:
-        """Answer the question; the agent who asked reads this text."""
-        return _act(request_id, Action("answer", args["text"]))
+        """Answer the question; the agent who asked reads this text.
+
+        With `reusable` the answer is offered to the desk as a suggestion; with
+        `also_answer` the other questions of its group get the same answer, each its own.
+        """
+        action = Action("answer", args["text"], reusable=args["reusable"])
+        others = [str(o) for o in args["also_answer"]]
+        if not others:
+            return _act(request_id, action)
+        try:
+            context().answer_together(str(request_id), others, current_principal(), action)
+        except ItemNotFound:
+            raise NotYourDepartment(str(request_id)) from None
+        return present(context().store.get(str(request_id)), timeline=True)
+
+
+@items_blp.route("/<uuid:request_id>/reusable")
+class ReuseView(MethodView):
+    @requires("staff")
+    @items_blp.doc(security=BEARER)
+    @items_blp.arguments(ReuseSchema)
+    @items_blp.response(200, ItemDetailSchema)
+    @errors(items_blp, 400, 401, 403, 409)
+    def post(self, args: dict[str, Any], request_id: Any) -> Any:
+        """Offer an answered question's answer for reuse at the desk, or withdraw it.
+
+        Publishes `request.reuse_changed`; saying what is already so changes nothing (200).
+        409 when the question has not been answered.
+        """
+        try:
+            result = context().change_reuse(str(request_id), current_principal(), args["reusable"])
+        except ItemNotFound:
+            raise NotYourDepartment(str(request_id)) from None
+        return present(result.item, timeline=True)
+
+
+@items_blp.route("/<uuid:request_id>/ungroup")
+class UngroupView(MethodView):
+    @requires("staff")
+    @items_blp.doc(security=BEARER)
+    @items_blp.response(200, ItemDetailSchema)
+    @errors(items_blp, 401, 403, 409)
+    def post(self, request_id: Any) -> Any:
+        """ "Niet samenvoegen": take the question out of its group of similar questions; it is
+        never grouped again. 409 when it is in no group."""
+        try:
+            context().keep_apart(str(request_id), current_principal())
+        except ItemNotFound:
+            raise NotYourDepartment(str(request_id)) from None
+        return present(context().store.get(str(request_id)), timeline=True)
+
+
+@items_blp.route("/<uuid:request_id>/similar")
+class SimilarView(MethodView):
+    @requires("staff", "ops", "admin")
+    @items_blp.doc(security=BEARER)
+    @items_blp.response(200, SimilarAnswersSchema)
+    @errors(items_blp, 401, 403, 404)
+    def get(self, request_id: Any) -> Any:
+        """Earlier answered questions most like this one (up to 3, best first), of your own
+        departments only, reusable or not: to copy and adapt an answer."""
+        viewer = current_principal()
+        item = visible_item(str(request_id), viewer)
+        found = context().similar(item, viewer) if item.is_open else []
+        return {"items": [{**s.earlier.__dict__, "score": s.score} for s in found]}
 
 
 @items_blp.route("/<uuid:request_id>/clarification-request")

@@ -6,7 +6,7 @@ from flask import Flask, Response
 from kcc_shared.problems import problem_response, register_problem_handlers
 
 from backoffice.inbox import InvalidTransition
-from backoffice.service import UnknownInbox
+from backoffice.service import NotInGroup, UnknownInbox
 from backoffice.store import ItemNotFound, NotYourDepartment, UnknownDepartment
 
 NOT_YOURS = "This item or inbox is not one of your departments'."
@@ -33,6 +33,10 @@ def register_error_handlers(app: Flask) -> None:
         return problem_response(
             409, exc.detail, title="Not possible in this state", slug="invalid-transition"
         )
+
+    @app.errorhandler(NotInGroup)
+    def _not_in_group(exc: NotInGroup) -> Response:
+        return problem_response(409, exc.detail, title="Not in this group", slug="not-in-group")
 
     @app.errorhandler(UnknownDepartment)
     def _unknown_department(exc: UnknownDepartment) -> Response:

@@ -97,6 +97,10 @@ class Item:
     answered_at: datetime | None = None
     rating: int | None = None
     updated_at: datetime | None = None
+    # The answer is offered for reuse at the desk (general, never about one citizen).
+    reusable: bool = False
+    # Staff said "Niet samenvoegen": never suggested in a group of duplicates again.
+    kept_apart: bool = False
 
     @property
     def is_open(self) -> bool:

@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 from backoffice import worklist
 from backoffice.inbox import LISTABLE_STATES, OPEN_STATES, InvalidTransition, Item
 from backoffice.schemas import TEXT_MIN_LENGTH
-from backoffice.service import BackofficeContext, UnknownInbox, check_department
+from backoffice.service import BackofficeContext, NotInGroup, UnknownInbox, check_department
 from backoffice.store import Action, ItemNotFound, NotYourDepartment, UnknownDepartment
 
 pages_bp = Blueprint("pages", __name__, template_folder="templates")
@@ -51,6 +51,8 @@ EVENT_LABELS: Final = {
     "request.cancelled": "Ingetrokken door het KCC",
     "request.reopened": "Heropend",
     "request.rated": "Beoordeeld",
+    "request.reuse_changed": "Herbruikbaarheid van het antwoord gewijzigd",
+    "request.answer_reused": "Antwoord hergebruikt door het KCC",
 }
 ACTION_DONE: Final = {
     "claim": "Je hebt de vraag opgepakt.",
@@ -181,6 +183,17 @@ def _worklist_page(department: str | None) -> Any:
             departments=[department] if department else (scope or sorted(user.departments)),
             limit=10,
         ),
+        # "Je antwoord hielp": how often reusable answers answered a citizen at the desk.
+        my_reuses=(ctx.store.reuses(answered_by=user.user_id) if user.role == "staff" else []),
+        my_reuse_total=(
+            ctx.store.reuse_total(answered_by=user.user_id) if user.role == "staff" else 0
+        ),
+        department_reuses=ctx.store.reuses(
+            departments=[department] if department else (scope or sorted(user.departments))
+        ),
+        department_reuse_total=ctx.store.reuse_total(
+            departments=[department] if department else (scope or sorted(user.departments))
+        ),
         feed_position=ctx.store.last_timeline_seq(),
     )
 
@@ -264,9 +277,29 @@ def item(request_id: Any) -> Any:
     sla = ctx.sla(found, now)
     rated = [e for e in timeline if e.type == "request.rated"]
     latest = ctx.store.latest_work_events([found.request_id]).get(found.request_id, "")
+    similar = ctx.similar(found, user) if found.is_open else []
+    prefill = ""
+    used = request.args.get("gebruik") or None
+    if used is not None:
+        # "Gebruik dit antwoord" without JavaScript: the form comes back filled in, to adapt.
+        earlier = ctx.store.answered([used]).get(used)
+        if earlier is None or not (user.is_operator or earlier.department in user.departments):
+            return _refusal(
+                404,
+                "Antwoord niet gevonden",
+                "Dit eerdere antwoord bestaat niet of hoort niet bij je afdelingen. Kies een "
+                "antwoord bij de vergelijkbare vragen.",
+            )
+        prefill = earlier.answer
+    group = ctx.group_of(found)
+    items_by_id = {i.request_id: i for i in ctx.store.items_in([found.department or ""])}
     return render_template(
         "item.html",
         item=found,
+        similar=similar,
+        prefill=prefill,
+        group=[items_by_id[r] for r in group if r in items_by_id and r != found.request_id],
+        reused_times=sum(1 for e in timeline if e.type == "request.answer_reused"),
         sla=sla,
         deadline=worklist.deadline_in_words(sla, found, ctx, now) if sla else None,
         marker=worklist.MARKERS.get((latest, found.state)),
@@ -302,6 +335,8 @@ def act(request_id: Any, slug: str) -> Response:
     again = url_for("pages.item", request_id=item_id, actie=_CHOICE_OF.get(name)) + "#actie"
     text: str | None = None
     to_department: str | None = None
+    reusable = name == "answer" and request.form.get("herbruikbaar") == "ja"
+    others = request.form.getlist("ook") if name == "answer" else []
     if name in ("answer", "clarification_request", "forward"):
         field = "reden" if name == "forward" else "tekst"
         text = (request.form.get(field) or "").strip()
@@ -311,10 +346,26 @@ def act(request_id: Any, slug: str) -> Response:
             return redirect(again, 303)
     if name == "forward":
         to_department = request.form.get("afdeling") or None
+    action = Action(name, text, to_department, reusable=reusable)
     try:
-        result = _context().act(item_id, current_user(), Action(name, text, to_department))
+        if others:
+            results = _context().answer_together(item_id, others, current_user(), action)
+            flash(
+                f"Je antwoord is verstuurd naar het KCC, voor {len(results)} vragen: elke "
+                "KCC-medewerker krijgt het bij zijn eigen vraag.",
+                "gelukt",
+            )
+            return redirect(back, 303)
+        result = _context().act(item_id, current_user(), action)
     except (ItemNotFound, NotYourDepartment):
         abort(403)
+    except NotInGroup:
+        flash(
+            "Dat kan nu niet: een van de aangevinkte vragen hoort niet (meer) bij deze groep. "
+            "Bekijk de groep opnieuw.",
+            "fout",
+        )
+        return redirect(again, 303)
     except InvalidTransition as exc:
         flash(f"Dat kan nu niet: {_refusal_words(exc, item_id)}", "fout")
         return redirect(back, 303)
@@ -325,6 +376,57 @@ def act(request_id: Any, slug: str) -> Response:
     if name == "forward":
         # Where it went and when it is picked up there: the sent view.
         return redirect(url_for("pages.forwarded"), 303)
+    return redirect(back, 303)
+
+
+@pages_bp.post("/items/<uuid:request_id>/herbruikbaar")
+@login_required("staff")
+def reuse(request_id: Any) -> Response:
+    """Offer an answered question's answer to the desk, or withdraw it."""
+    item_id = str(request_id)
+    back = url_for("pages.item", request_id=item_id) + "#hergebruik"
+    choice = request.form.get("herbruikbaar")
+    if choice not in ("ja", "nee"):
+        flash("Kies of het antwoord herbruikbaar is (ja of nee).", "fout")
+        return redirect(back, 303)
+    try:
+        result = _context().change_reuse(item_id, current_user(), choice == "ja")
+    except (ItemNotFound, NotYourDepartment):
+        abort(403)
+    except InvalidTransition:
+        flash(
+            "Dat kan nu niet: deze vraag is (nog) niet beantwoord. Alleen een gegeven antwoord "
+            "kan herbruikbaar zijn.",
+            "fout",
+        )
+        return redirect(back, 303)
+    if result.event is None:
+        flash("Dat was al zo; er is niets veranderd.", "gelukt")
+    elif choice == "ja":
+        flash("Het antwoord is herbruikbaar: het KCC krijgt het als suggestie.", "gelukt")
+    else:
+        flash(
+            "Het antwoord is teruggetrokken: het KCC krijgt het niet meer als suggestie.", "gelukt"
+        )
+    return redirect(back, 303)
+
+
+@pages_bp.post("/items/<uuid:request_id>/niet-samenvoegen")
+@login_required("staff")
+def keep_apart(request_id: Any) -> Response:
+    """Take a question out of its group of similar questions, for good."""
+    item_id = str(request_id)
+    back = request.form.get("terug") or ""
+    if not back.startswith("/") or back.startswith("//"):
+        back = url_for("pages.item", request_id=item_id)
+    try:
+        _context().keep_apart(item_id, current_user())
+    except (ItemNotFound, NotYourDepartment):
+        abort(403)
+    except NotInGroup:
+        flash("Deze vraag hoort al niet bij een groep; er is niets veranderd.", "fout")
+        return redirect(back, 303)
+    flash("De vraag staat weer los: ze wordt niet meer met andere samengevoegd.", "gelukt")
     return redirect(back, 303)
 
 

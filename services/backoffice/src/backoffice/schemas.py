@@ -97,12 +97,26 @@ class ItemSchema(Schema):
     answered_by = fields.String(allow_none=True)
     answered_at = fields.AwareDateTime(allow_none=True)
     rating = fields.Integer(allow_none=True)
+    reusable = fields.Boolean(
+        metadata={
+            "description": "The answer is offered to KCC-medewerkers as a suggestion for "
+            "similar questions (general answers only, never about one citizen)."
+        }
+    )
     sla = fields.Nested(SlaSchema, allow_none=True)
     links = fields.Dict(keys=fields.String(), values=fields.String())
 
 
 class ItemDetailSchema(ItemSchema):
     timeline = fields.List(fields.Nested(TimelineEntrySchema))
+    group = fields.List(
+        fields.String(),
+        metadata={
+            "description": "The suggested group of similar open questions this one is in "
+            "(request ids in order of arrival, itself included; empty when in none). Answer "
+            "them together with `also_answer`; take one out with POST .../ungroup."
+        },
+    )
 
 
 class InboxSchema(Schema):
@@ -113,6 +127,48 @@ class InboxSchema(Schema):
 
 class AnswerSchema(_Strict):
     text = _text(TEXT_MAX_LENGTH, "The answer the agent will read.")
+    reusable = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Offer the answer to KCC-medewerkers as a suggestion for similar "
+            "questions. Only for a general answer, never about one citizen; default false."
+        },
+    )
+    also_answer = fields.List(
+        fields.UUID(),
+        load_default=list,
+        validate=validate.Length(max=50),
+        metadata={
+            "description": "Other questions of this one's group (see `group`) to answer with "
+            "the same text: each gets its own answer event, clock and rating. All or none: "
+            "409 when one is not in the group now or cannot be answered by you."
+        },
+    )
+
+
+class ReuseSchema(_Strict):
+    reusable = fields.Boolean(
+        required=True,
+        metadata={"description": "true: offer the answer for reuse; false: withdraw it."},
+    )
+
+
+class SimilarAnswerSchema(Schema):
+    class Meta:
+        ordered = True
+
+    request_id = fields.String()
+    department = fields.String()
+    question = fields.String()
+    answer = fields.String()
+    answered_by = fields.String(allow_none=True)
+    answered_at = fields.AwareDateTime(allow_none=True)
+    reusable = fields.Boolean()
+    score = fields.Float(metadata={"description": "Closeness of meaning, 0-1."})
+
+
+class SimilarAnswersSchema(Schema):
+    items = fields.List(fields.Nested(SimilarAnswerSchema))
 
 
 class ClarificationRequestSchema(_Strict):

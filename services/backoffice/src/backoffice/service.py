@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from kcc_shared.auth import Principal
@@ -13,13 +13,23 @@ from kcc_shared.outbox import Clock, OutboxRelay
 from kcc_shared.privacy import redact_bsn
 from kcc_shared.sse import LiveFeed
 
+from backoffice import duplicates
 from backoffice.inbox import OPEN_STATES, Item, Sla, deadline_of, sla_of
 from backoffice.metrics import SERVICE, STAFF_ACTIONS
+from backoffice.similar import EarlierAnswers, Similar
 from backoffice.store import Action, ActionResult, InboxStore, NotYourDepartment
 
 
 class UnknownInbox(LookupError):
     """No department with this id in the organisation file."""
+
+
+class NotInGroup(Exception):
+    """The item is not (or no longer) in a group of similar questions with the others."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,73 @@ class BackofficeContext:
     clock: Clock
     # The inbox pages' live stream (made by the app factory; None where nothing streams).
     feed: LiveFeed | None = None
+    # Answered questions by meaning, for "similar earlier questions" (one per process).
+    earlier: EarlierAnswers | None = None
+
+    def __post_init__(self) -> None:
+        if self.earlier is None:
+            self.earlier = EarlierAnswers(self.store)
+
+    def similar(self, item: Item, viewer: Principal) -> list[Similar]:
+        """Earlier answered questions like this one, of the viewer's own departments only."""
+        assert self.earlier is not None
+        departments = (
+            set(self.organisation.departments) if viewer.is_operator else set(viewer.departments)
+        )
+        return self.earlier.like(item, departments)
+
+    def groups(self, departments: Sequence[str]) -> dict[str, list[str]]:
+        """Per open item in a suggested group of similar questions: the whole group, in order
+        of arrival (items not in a group are absent)."""
+        found: dict[str, list[str]] = {}
+        for questions in self.store.open_questions(departments).values():
+            for group in duplicates.groups(questions):
+                for request_id in group:
+                    found[request_id] = group
+        return found
+
+    def group_of(self, item: Item) -> list[str]:
+        """The item's suggested group (itself included), or [] when it is in none."""
+        if not item.is_open or item.department is None:
+            return []
+        return self.groups([item.department]).get(item.request_id, [])
+
+    def answer_together(
+        self, request_id: str, others: Sequence[str], staff: Principal, action: Action
+    ) -> list[ActionResult]:
+        """Answer the item and the `others` of its group with one text, each its own answer.
+        Raises NotInGroup when one of `others` is not in the item's group now (answered
+        meanwhile, taken out with "Niet samenvoegen", or never in it)."""
+        item = self.store.get(request_id)
+        if item.department not in staff.departments:
+            raise NotYourDepartment(request_id)
+        group = self.group_of(item)
+        strangers = [o for o in others if o not in group or o == request_id]
+        if strangers:
+            raise NotInGroup(
+                "Some of the other questions are not in this question's group (any more): "
+                "answered meanwhile, taken out of the group, or never in it."
+            )
+        action = self._redacted(action)
+        results = self.store.answer_together([request_id, *dict.fromkeys(others)], staff, action)
+        self._done(results, action.name)
+        return results
+
+    def keep_apart(self, request_id: str, staff: Principal) -> None:
+        """'Niet samenvoegen': take the item out of its group; it is never grouped again.
+        Raises NotInGroup when it is in no group (already taken out, or never grouped)."""
+        item = self.store.get(request_id)
+        if item.department not in staff.departments:
+            raise NotYourDepartment(request_id)
+        if not self.group_of(item):
+            raise NotInGroup("This question is not in a group of similar questions.")
+        self.store.keep_apart(request_id)
+
+    def change_reuse(self, request_id: str, staff: Principal, reusable: bool) -> ActionResult:
+        result = self.store.change_reuse(request_id, staff, reusable)
+        if result.event is not None:
+            self.relay.wake()
+        return result
 
     def sla(self, item: Item, now: datetime | None = None) -> Sla | None:
         department = self.organisation.departments.get(item.department) if item.department else None
@@ -88,16 +165,27 @@ class BackofficeContext:
         return sorted(listed, key=key)
 
     def act(self, request_id: str, staff: Principal, action: Action) -> ActionResult:
-        if action.text is not None:
-            text, redactions = redact_bsn(action.text.strip())
-            if redactions:
-                BSN_REDACTIONS.labels(SERVICE, _FIELDS[action.name]).inc(redactions)
-            action = Action(action.name, text, action.to_department)
+        action = self._redacted(action)
         result = self.store.act(request_id, staff, action)
-        if result.event is not None and result.item.department is not None:
-            STAFF_ACTIONS.labels(result.item.department, action.name).inc()
-            self.relay.wake()  # publish now rather than at the next poll
+        self._done([result], action.name)
         return result
+
+    def _redacted(self, action: Action) -> Action:
+        if action.text is None:
+            return action
+        text, redactions = redact_bsn(action.text.strip())
+        if redactions:
+            BSN_REDACTIONS.labels(SERVICE, _FIELDS[action.name]).inc(redactions)
+        return replace(action, text=text)
+
+    def _done(self, results: Sequence[ActionResult], name: str) -> None:
+        woke = False
+        for result in results:
+            if result.event is not None and result.item.department is not None:
+                STAFF_ACTIONS.labels(result.item.department, name).inc()
+                woke = True
+        if woke:
+            self.relay.wake()  # publish now rather than at the next poll
 
 
 _FIELDS = {"answer": "answer", "clarification_request": "clarification", "forward": "reason"}

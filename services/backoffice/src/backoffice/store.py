@@ -16,21 +16,26 @@ from kcc_shared.migrations import require_current
 from kcc_shared.organisation import Organisation
 from kcc_shared.outbox import Clock, Outbox, outbox_table, utcnow
 from kcc_shared.privacy import redact_bsn
+from kcc_shared.similarity import answered_text, meaning
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Connection,
     Engine,
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    false,
     func,
     insert,
     select,
+    text,
     update,
 )
 
@@ -66,7 +71,20 @@ items_table = Table(
     Column("answered_at", UtcDateTime, nullable=True),
     Column("rating", Integer, nullable=True),
     Column("updated_at", UtcDateTime, nullable=True),
+    # The newest answer is offered for reuse at the desk (request.answered / reuse_changed).
+    Column("reusable", Boolean, nullable=False, server_default=false()),
+    # Staff said "Niet samenvoegen": the item is never suggested in a group of duplicates.
+    Column("kept_apart", Boolean, nullable=False, server_default=false()),
+    # float32 meaning vectors (kcc_shared.similarity.meaning), each computed once: of the
+    # redacted question when it arrives (duplicates), of question + answer when answered
+    # (similar earlier questions).
+    Column("question_vector", LargeBinary, nullable=True),
+    Column("answer_vector", LargeBinary, nullable=True),
+    # The change sequence each web process follows to keep its index of answered questions
+    # current (backoffice.similar): the next number on every answer, in commit order.
+    Column("answer_seq", Integer, nullable=True),
     Index("ix_items_department_state", "department", "state"),
+    Index("ix_items_answer_seq", "answer_seq", unique=True),
 )
 
 timeline_table = Table(
@@ -93,6 +111,9 @@ outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
 
 _ITEM_FIELDS: Final = tuple(f.name for f in fields(Item))
+# The advisory lock that orders answers' change numbers on PostgreSQL (a fixed number no
+# other lock of this database uses).
+_ANSWER_SEQ_LOCK_KEY: Final = 0x6B6363A5E0
 
 # What of each event a member of staff sees in the timeline (all of it redacted already).
 TIMELINE_DETAILS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -112,7 +133,10 @@ TIMELINE_DETAILS: Final[Mapping[str, tuple[str, ...]]] = {
     ),
     "request.claimed": ("department", "staff_id"),
     "request.released": ("department", "staff_id"),
-    "request.answered": ("department", "staff_id", "answer"),
+    "request.answered": ("department", "staff_id", "answer", "reusable"),
+    "request.reuse_changed": ("department", "staff_id", "reusable"),
+    # A KCC-medewerker answered a citizen with this (earlier) answer, without a new question.
+    "request.answer_reused": ("department", "team"),
     "request.clarification_requested": ("department", "text"),
     "request.clarified": ("text",),
     "request.reroute_requested": ("from_department", "to_department", "reason"),
@@ -197,6 +221,40 @@ class Forward:
     state: str
 
 
+@dataclass(frozen=True)
+class Answered:
+    """An earlier answered question as staff see it beside a new one."""
+
+    request_id: str
+    department: str
+    question: str
+    answer: str
+    answered_by: str | None
+    answered_at: datetime | None
+    reusable: bool
+
+
+@dataclass(frozen=True)
+class Reused:
+    """How often the KCC answered a citizen with one of a department's reusable answers."""
+
+    request_id: str
+    question: str | None
+    department: str | None
+    answered_by: str | None
+    times: int
+    last_at: datetime
+
+
+@dataclass(frozen=True)
+class OpenQuestion:
+    """An open item's question as the duplicate grouping compares it."""
+
+    request_id: str
+    arrived_at: datetime
+    vector: bytes
+
+
 class ItemNotFound(LookupError):
     """No such item (or, for staff, not one of their departments: the two look the same)."""
 
@@ -225,6 +283,7 @@ class Action:
     name: str
     text: str | None = None
     to_department: str | None = None
+    reusable: bool = False  # an answer offered for reuse at the desk
 
 
 @dataclass(frozen=True)
@@ -250,19 +309,29 @@ class InboxStore:
 
     def apply(self, connection: Connection, event: Event) -> None:
         """Apply one event from the wire inside the consumer's transaction."""
+        if event.type == "request.answer_reused":
+            # Only counted (in the timeline of the earlier, answered item): nothing to work on.
+            self._timeline(connection, event)
+            return
         current = self._locked(connection, event.request_id)
         changed = apply_event(current, event, self._calendar_for)
         if changed.question is not None:
             # Redacted by the intake already; redacted again on the way in (a second line of
             # defence, as for every free text below).
             changed = replace(changed, question=redact_bsn(changed.question)[0])
+        values = _row(changed)
+        if changed.question is not None and (
+            current is None or current.question != changed.question
+        ):
+            # Its meaning, once, for the grouping of duplicates (of the redacted text only).
+            values["question_vector"] = meaning([changed.question])[0]
         if current is None:
-            connection.execute(insert(items_table).values(**_row(changed)))
+            connection.execute(insert(items_table).values(**values))
         elif changed != current:
             connection.execute(
                 update(items_table)
                 .where(items_table.c.request_id == event.request_id)
-                .values(**_row(changed))
+                .values(**values)
             )
         self._timeline(connection, event)
 
@@ -538,6 +607,93 @@ class InboxStore:
         """Check the transition, change the item, add the timeline entry and the outbox row
         in one transaction. Raises ItemNotFound, NotYourDepartment, InvalidTransition,
         UnknownDepartment."""
+        vectors = self._answer_vectors([request_id], action)
+        now = self._clock()
+        with write(self.engine) as connection:
+            return self._act_one(connection, request_id, staff, action, now, vectors)
+
+    def answer_together(
+        self, request_ids: Sequence[str], staff: Principal, action: Action
+    ) -> list[ActionResult]:
+        """Answer several questions with one text, all or none: each gets its own
+        `request.answered` (a waiting one is claimed first, by the same person), so every
+        KCC-medewerker hears back on their own question with its own clock and rating."""
+        assert action.name == "answer"
+        vectors = self._answer_vectors(request_ids, action)
+        now = self._clock()
+        results = []
+        with write(self.engine) as connection:
+            for request_id in request_ids:
+                item = self._locked(connection, request_id)
+                if item is not None and item.state == "waiting":
+                    self._act_one(connection, request_id, staff, Action("claim"), now, {})
+                results.append(self._act_one(connection, request_id, staff, action, now, vectors))
+        return results
+
+    def _act_one(
+        self,
+        connection: Connection,
+        request_id: str,
+        staff: Principal,
+        action: Action,
+        now: datetime,
+        vectors: Mapping[str, bytes],
+    ) -> ActionResult:
+        item = self._locked(connection, request_id)
+        if item is None or item.state == "pending":
+            raise ItemNotFound(request_id)
+        if item.department not in staff.departments:
+            raise NotYourDepartment(request_id)
+        target = next_state(item, action.name, staff.user_id)
+        if target is None:
+            return ActionResult(item, None)
+        if action.name == "forward":
+            self._check_forward(item, action)
+        event = self._event(item, staff, action, now)
+        changed = _after(item, target, staff.user_id, action, now)
+        values = _row(changed)
+        if action.name == "answer":
+            values["answer_vector"] = vectors.get(request_id)
+            values["answer_seq"] = self._next_answer_seq(connection)
+        connection.execute(
+            update(items_table).where(items_table.c.request_id == request_id).values(**values)
+        )
+        self._timeline(connection, event)
+        self.outbox.add(connection, [event])
+        return ActionResult(changed, event)
+
+    def _answer_vectors(self, request_ids: Sequence[str], action: Action) -> dict[str, bytes]:
+        """The meaning of each question with this answer, computed before the transaction
+        (20-80 ms a text) so no lock is held meanwhile. Both texts are redacted already."""
+        if action.name != "answer" or not action.text:
+            return {}
+        t = items_table
+        with self.engine.connect() as connection:
+            questions = dict(
+                connection.execute(
+                    select(t.c.request_id, t.c.question).where(
+                        t.c.request_id.in_(list(request_ids))
+                    )
+                ).all()
+            )
+        ids = [r for r in request_ids if r in questions]
+        texts = [answered_text(questions[r] or "", action.text) for r in ids]
+        return dict(zip(ids, meaning(texts), strict=True))
+
+    def _next_answer_seq(self, connection: Connection) -> int:
+        """The next change number, taken last in the transaction: the lock is held until
+        commit, so the numbers grow in commit order and no reader skips one."""
+        if is_postgres(self.engine):
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ANSWER_SEQ_LOCK_KEY}
+            )
+        current = connection.execute(select(func.max(items_table.c.answer_seq))).scalar()
+        return int(current or 0) + 1
+
+    def change_reuse(self, request_id: str, staff: Principal, reusable: bool) -> ActionResult:
+        """Offer an answered item's answer for reuse at the desk, or withdraw it
+        (`request.reuse_changed`). Saying what is already so changes nothing. Raises
+        ItemNotFound, NotYourDepartment, InvalidTransition (not answered)."""
         now = self._clock()
         with write(self.engine) as connection:
             item = self._locked(connection, request_id)
@@ -545,21 +701,171 @@ class InboxStore:
                 raise ItemNotFound(request_id)
             if item.department not in staff.departments:
                 raise NotYourDepartment(request_id)
-            target = next_state(item, action.name, staff.user_id)
-            if target is None:
+            if item.state not in ("answered", "closed") or item.answer is None:
+                raise InvalidTransition(
+                    "You cannot change whether the answer is reusable: "
+                    "this request has not been answered.",
+                    state=item.state,
+                    action="reuse",
+                )
+            if item.reusable == reusable:
                 return ActionResult(item, None)
-            if action.name == "forward":
-                self._check_forward(item, action)
-            event = self._event(item, staff, action, now)
-            changed = _after(item, target, staff.user_id, action, now)
+            assert item.department is not None
+            event = new_event(
+                "request.reuse_changed",
+                request_id=request_id,
+                actor=Actor("staff", staff.user_id),
+                occurred_at=now,
+                data={
+                    "department": item.department,
+                    "staff_id": staff.user_id,
+                    "reusable": reusable,
+                },
+            )
+            changed = replace(item, reusable=reusable, updated_at=now)
             connection.execute(
                 update(items_table)
                 .where(items_table.c.request_id == request_id)
-                .values(**_row(changed))
+                .values(reusable=reusable, updated_at=now)
             )
             self._timeline(connection, event)
             self.outbox.add(connection, [event])
         return ActionResult(changed, event)
+
+    def keep_apart(self, request_id: str) -> None:
+        """'Niet samenvoegen': the item is never suggested in a group again."""
+        with write(self.engine) as connection:
+            connection.execute(
+                update(items_table)
+                .where(items_table.c.request_id == request_id)
+                .values(kept_apart=True)
+            )
+
+    # -- similar questions, duplicates, reuse ---------------------------------------------
+
+    def answered_changes_after(
+        self, seq: int, limit: int = 5000
+    ) -> list[tuple[str, str, bytes | None, int]]:
+        """(request id, department, meaning vector, seq) of answers after `seq`, in order."""
+        t = items_table
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(t.c.request_id, t.c.department, t.c.answer_vector, t.c.answer_seq)
+                .where(t.c.answer_seq > seq)
+                .order_by(t.c.answer_seq)
+                .limit(limit)
+            ).all()
+        return [
+            (r[0], r[1] or "", bytes(r[2]) if r[2] is not None else None, int(r[3])) for r in rows
+        ]
+
+    def answered(self, request_ids: Sequence[str]) -> dict[str, Answered]:
+        """The answered (or closed) items among `request_ids`, with their answers."""
+        if not request_ids:
+            return {}
+        t = items_table
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(t).where(
+                    t.c.request_id.in_(list(request_ids)),
+                    t.c.state.in_(("answered", "closed")),
+                    t.c.answer.is_not(None),
+                )
+            ).all()
+        return {
+            r.request_id: Answered(
+                request_id=r.request_id,
+                department=r.department or "",
+                question=r.question or "",
+                answer=r.answer,
+                answered_by=r.answered_by,
+                answered_at=r.answered_at,
+                reusable=bool(r.reusable),
+            )
+            for r in rows
+        }
+
+    def question_vector(self, request_id: str) -> bytes | None:
+        t = items_table
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                select(t.c.question_vector).where(t.c.request_id == request_id)
+            ).scalar()
+        return bytes(value) if value is not None else None
+
+    def open_questions(self, departments: Sequence[str]) -> dict[str, list[OpenQuestion]]:
+        """Per department its open items that may be grouped (not kept apart, with a
+        question's meaning), in the order they arrived there."""
+        t = items_table
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(t.c.request_id, t.c.department, t.c.routed_at, t.c.question_vector)
+                .where(
+                    t.c.department.in_(list(departments)),
+                    t.c.state.in_(list(OPEN_STATES)),
+                    t.c.kept_apart.is_(False),
+                    t.c.question_vector.is_not(None),
+                    t.c.routed_at.is_not(None),
+                )
+                .order_by(t.c.routed_at, t.c.request_id)
+            ).all()
+        found: dict[str, list[OpenQuestion]] = {}
+        for r in rows:
+            found.setdefault(r.department, []).append(
+                OpenQuestion(r.request_id, r.routed_at, bytes(r.question_vector))
+            )
+        return found
+
+    def reuses(
+        self,
+        *,
+        departments: Sequence[str] | None = None,
+        answered_by: str | None = None,
+        limit: int = 10,
+    ) -> list[Reused]:
+        """The answers the KCC reused, most recently reused first, with how often each
+        helped: of the answers of `answered_by`, or of answers given in `departments`."""
+        t, i = timeline_table, items_table
+        query = (
+            select(
+                i.c.request_id,
+                i.c.question,
+                i.c.department,
+                i.c.answered_by,
+                func.count().label("times"),
+                func.max(t.c.occurred_at).label("last_at"),
+            )
+            .select_from(t.join(i, i.c.request_id == t.c.request_id))
+            .where(t.c.type == "request.answer_reused")
+            .group_by(i.c.request_id, i.c.question, i.c.department, i.c.answered_by)
+        )
+        if answered_by is not None:
+            query = query.where(i.c.answered_by == answered_by)
+        if departments is not None:
+            query = query.where(i.c.department.in_(list(departments)))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(func.max(t.c.seq).desc()).limit(limit)).all()
+        return [
+            Reused(r.request_id, r.question, r.department, r.answered_by, int(r.times), r.last_at)
+            for r in rows
+        ]
+
+    def reuse_total(
+        self, *, departments: Sequence[str] | None = None, answered_by: str | None = None
+    ) -> int:
+        """How often answers (of a person, or of departments) were reused, in all."""
+        t, i = timeline_table, items_table
+        query = (
+            select(func.count())
+            .select_from(t.join(i, i.c.request_id == t.c.request_id))
+            .where(t.c.type == "request.answer_reused")
+        )
+        if answered_by is not None:
+            query = query.where(i.c.answered_by == answered_by)
+        if departments is not None:
+            query = query.where(i.c.department.in_(list(departments)))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
 
     def _check_forward(self, item: Item, action: Action) -> None:
         to = action.to_department
@@ -578,7 +884,12 @@ class InboxStore:
         if action.name in ("claim", "release"):
             data = {"department": department, "staff_id": staff.user_id}
         elif action.name == "answer":
-            data = {"department": department, "staff_id": staff.user_id, "answer": action.text}
+            data = {
+                "department": department,
+                "staff_id": staff.user_id,
+                "answer": action.text,
+                "reusable": action.reusable,
+            }
         elif action.name == "clarification_request":
             data = {"department": department, "text": action.text}
         else:
@@ -639,7 +950,12 @@ def _after(item: Item, target: str, staff_id: str, action: Action, now: datetime
         return replace(changed, paused_since=now, clarification_question=action.text)
     if action.name == "answer":
         return replace(
-            changed, answer=action.text, answered_by=staff_id, answered_at=now, paused_since=None
+            changed,
+            answer=action.text,
+            answered_by=staff_id,
+            answered_at=now,
+            paused_since=None,
+            reusable=action.reusable,
         )
     return replace(changed, claimed_by=None, claimed_at=None, paused_since=None)  # forward
 
@@ -667,13 +983,16 @@ def _item(row: Any) -> Item:
 __all__ = [
     "Action",
     "ActionResult",
+    "Answered",
     "Change",
     "Forward",
     "InboxStore",
     "InvalidTransition",
     "ItemNotFound",
     "NotYourDepartment",
+    "OpenQuestion",
     "Rating",
+    "Reused",
     "TimelineEntry",
     "UnknownDepartment",
 ]

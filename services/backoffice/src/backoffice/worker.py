@@ -31,6 +31,8 @@ HANDLED: Final = frozenset(
         "request.clarified",
         "request.reopened",
         "request.rated",
+        # The desk answered a citizen with one of our reusable answers: "Je antwoord hielp".
+        "request.answer_reused",
     }
 )
 

@@ -46,6 +46,13 @@ class Row:
     deadline: Deadline | None
     marker: str | None  # nieuw / nieuwe informatie / heropend
     answered_before: bool  # reopened after the viewer's own answer: theirs to pick up first
+    # The suggested group of similar questions it is in (request ids, in order of arrival;
+    # empty when in none): shown together, answered once.
+    group: tuple[str, ...] = ()
+
+    @property
+    def group_first(self) -> bool:
+        return bool(self.group) and self.group[0] == self.item.request_id
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,7 @@ def build(
     # asked for in the department(s) shown.
     items = ctx.store.items_in(mine_ids, sorted(set(wanted) | set(OPEN_STATES)))
     latest = ctx.store.latest_work_events([i.request_id for i in items])
+    grouped = ctx.groups(mine_ids)
     rows: list[Row] = []
     for item in items:
         sla = ctx.sla(item, now)
@@ -132,6 +140,7 @@ def build(
                     and item.answered_by == viewer.user_id
                     and latest.get(item.request_id) == "request.reopened"
                 ),
+                group=tuple(grouped.get(item.request_id, ())),
             )
         )
 
@@ -169,14 +178,34 @@ def build(
     taken = {r.item.request_id for r in mine}
     return Worklist(
         department=department,
-        mine=mine,
-        queue=[r for r in shown if r.item.request_id not in taken],
+        mine=together(mine),
+        queue=together([r for r in shown if r.item.request_id not in taken]),
         counts=[count(d) for d in mine_ids],
         scope=count(department),
     )
 
 
+def together(rows: list[Row]) -> list[Row]:
+    """The rows in their order, except that the members of a group follow the first of them
+    that is listed (grouped questions are seen, and answered, together)."""
+    placed: set[str] = set()
+    ordered: list[Row] = []
+    by_id = {r.item.request_id: r for r in rows}
+    for row in rows:
+        if row.item.request_id in placed:
+            continue
+        members = [by_id[m] for m in row.group if m in by_id] if row.group else [row]
+        if row not in members:
+            members.insert(0, row)
+        for member in members:
+            if member.item.request_id not in placed:
+                placed.add(member.item.request_id)
+                ordered.append(member)
+    return ordered
+
+
 def _order(now: datetime) -> Callable[[Row], tuple[int, datetime, str]]:
+
     latest = datetime.max.replace(tzinfo=now.tzinfo)
 
     def key(row: Row) -> tuple[int, datetime, str]:

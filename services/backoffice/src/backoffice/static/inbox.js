@@ -3,6 +3,20 @@
 // enhancement: without JavaScript the pages work as they are; with it, they follow the stream.
 (function () {
   "use strict";
+  // "Gebruik dit antwoord": with the answer form open, the earlier answer is copied into it
+  // to adapt; without it (or without JavaScript) the link opens the form filled in.
+  document.addEventListener("click", function (event) {
+    var link = event.target && event.target.closest ? event.target.closest("a.gebruik") : null;
+    var field = document.getElementById("antwoord");
+    if (!link || !field) { return; }
+    var source = document.getElementById(link.getAttribute("data-antwoord"));
+    if (!source) { return; }
+    event.preventDefault();
+    field.value = source.textContent.trim();
+    field.focus();
+    var notice = document.getElementById("live");
+    if (notice) { notice.textContent = "Het eerdere antwoord staat in het antwoordveld; pas het aan voor deze vraag."; }
+  });
   var live = document.getElementById("live");
   if (!live || !window.EventSource || !window.fetch || !window.DOMParser) { return; }
   var shown = live.getAttribute("data-request"); // the item page: only its own updates count
