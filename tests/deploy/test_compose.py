@@ -192,6 +192,11 @@ def is_kcc(service: dict[str, Any]) -> bool:
     return str(service.get("image", "")).startswith("kcc/")
 
 
+def is_one_off(service: dict[str, Any]) -> bool:
+    """A `kcc <service> migrate`: it runs, exits and is not restarted."""
+    return command_of(service)[2:3] == ["migrate"]
+
+
 def kcc_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: s for name, s in services(compose).items() if is_kcc(s)}
 
@@ -385,7 +390,7 @@ def test_every_kcc_service_runs_a_real_kcc_command(compose: dict[str, Any]) -> N
     for name, service in kcc_services(compose).items():
         command = command_of(service)
         assert click_command(command) is not None, f"{name}: {command} is not a kcc command"
-    # Every long-running process of the product runs somewhere.
+    # Every long-running process of the product runs somewhere, and every schema migration.
     assert processes == {
         ("intake", "serve"),
         ("intake", "consume"),
@@ -393,6 +398,9 @@ def test_every_kcc_service_runs_a_real_kcc_command(compose: dict[str, Any]) -> N
         ("backoffice", "serve"),
         ("backoffice", "consume"),
         ("sla", "run"),
+        ("intake", "migrate"),
+        ("backoffice", "migrate"),
+        ("sla", "migrate"),
     }
 
 
@@ -509,6 +517,8 @@ def test_published_ports_are_ports_the_service_listens_on(compose: dict[str, Any
 
 def test_kcc_health_checks_ask_the_port_the_process_serves(compose: dict[str, Any]) -> None:
     for name, service in kcc_services(compose).items():
+        if is_one_off(service):
+            continue
         healthcheck = service.get("healthcheck")
         target = build_target(service)
         assert target is not None
@@ -609,7 +619,8 @@ def test_prometheus_scrapes_every_kcc_process_on_its_port(compose: dict[str, Any
                 assert host in all_services, f"job {job['job_name']}: {host} is no service"
                 assert int(port) in listen_ports(host, all_services[host]), f"{target}"
                 scraped.add(host)
-    assert set(kcc_services(compose)) <= scraped, "a KCC process is not scraped"
+    processes = {n for n, s in kcc_services(compose).items() if not is_one_off(s)}
+    assert processes <= scraped, "a KCC process is not scraped"
     assert "rabbitmq" in scraped
     alertmanagers = [
         t
@@ -848,3 +859,35 @@ def test_deployment_doc_describes_every_service_and_real_commands(
             words.pop()  # arguments and options after the command
         assert len(words) >= 3, f"`{command}` is not a kcc command"
     assert "kubernetes.md" in text
+
+
+def test_every_api_and_consumer_starts_after_its_schema_is_migrated(
+    compose: dict[str, Any],
+) -> None:
+    """`docker compose up` runs `kcc <service> migrate` once, on the process's own database,
+    and starts the service's API and consumer only when it succeeded; a failed migration
+    leaves the previous containers (and nothing new) running."""
+    all_services = services(compose)
+    migrations = {
+        command_of(s)[1]: (name, s) for name, s in kcc_services(compose).items() if is_one_off(s)
+    }
+    assert set(migrations) == {"intake", "backoffice", "sla"}
+    for group, (name, migration) in migrations.items():
+        assert migration.get("restart") == "no", name
+        assert has_healthcheck(migration) is False, name
+        assert migration["image"] == next(
+            s["image"] for s in kcc_services(compose).values() if command_of(s)[1] == group
+        )
+    for name, service in kcc_services(compose).items():
+        group = command_of(service)[1]
+        if is_one_off(service) or group == "router":
+            continue
+        migration_name, migration = migrations[group]
+        depends = service.get("depends_on", {})
+        assert depends.get(migration_name) == {"condition": "service_completed_successfully"}, (
+            f"{name} may start before {migration_name}"
+        )
+        assert config_of(migration).database_url == config_of(service).database_url, name
+    assert "depends_on" not in all_services["router"] or all(
+        not n.endswith("-migrate") for n in all_services["router"]["depends_on"]
+    )

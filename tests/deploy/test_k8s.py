@@ -936,3 +936,41 @@ def _memory(quantity: str | int) -> int:
     match = re.fullmatch(r"(\d+)([KMG]i?)?", str(quantity))
     assert match is not None, f"unexpected memory quantity {quantity!r}"
     return int(match.group(1)) * _MEMORY_UNITS.get(match.group(2) or "", 1)
+
+
+def test_every_service_with_a_database_migrates_it_before_its_pods_start(
+    manifests: Manifests,
+) -> None:
+    """An init container runs `kcc <service> migrate` on the very database the process uses,
+    from the same image and as locked down, so a new release's pod never serves a database
+    that is behind (and a rollout keeps the old pods while it cannot migrate)."""
+    from kcc_cli.main import cli
+
+    migrating = set()
+    for deployment, container in manifests.containers():
+        name = deployment["metadata"]["name"]
+        group = _command(container)[1]
+        inits = deployment["spec"]["template"]["spec"].get("initContainers", [])
+        if group == "router":
+            assert inits == [], "the router keeps no database"
+            continue
+        [init] = inits
+        assert init["command"] == ["kcc", group, "migrate"], name
+        command = cli.get_command(click.Context(cli), group)
+        assert isinstance(command, click.Group)
+        assert command.get_command(click.Context(command), "migrate") is not None
+        assert init["image"] == container["image"], name
+        database = {e["name"]: e for e in container["env"]}["KCC_DATABASE_URL"]
+        assert {e["name"]: e for e in init["env"]}["KCC_DATABASE_URL"] == database, name
+        context = init["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True, name
+        assert context["allowPrivilegeEscalation"] is False, name
+        assert context["capabilities"] == {"drop": ["ALL"]}, name
+        assert {"cpu", "memory"} <= set(init["resources"]["limits"]), name
+        volumes = _volumes(deployment)
+        assert any(
+            m["mountPath"] == "/tmp" and "emptyDir" in volumes[m["name"]]
+            for m in init["volumeMounts"]
+        ), name
+        migrating.add(group)
+    assert migrating == {"intake", "backoffice", "sla"}
