@@ -57,6 +57,12 @@ $(AXE):
 	tar -xzOf $(AXE_TGZ) package/axe.min.js > $@.tmp
 	mv $@.tmp $@
 
+## The code's tables against each service's migrations (docs/upgrades.md): fails, printing the
+## operations a new migration needs, when a table definition changed without one.
+.PHONY: migrations-check
+migrations-check: install
+	.venv/bin/kcc migrate --models
+
 ## Prometheus config, rules and their promtool unit tests (promtool: Debian package prometheus),
 ## and the Alertmanager config (amtool: Debian package prometheus-alertmanager; .ci/run installs
 ## both without starting their servers).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Final
 
@@ -9,7 +10,15 @@ import click
 from backoffice.migrations import HISTORY as BACKOFFICE
 from intake.migrations import HISTORY as INTAKE
 from kcc_shared.db import make_engine
-from kcc_shared.migrations import EXIT_ERROR, History, migrate, run_migrate
+from kcc_shared.migrations import (
+    EXIT_ERROR,
+    History,
+    SchemaError,
+    check_models,
+    head,
+    migrate,
+    run_migrate,
+)
 from sla_monitor.migrations import HISTORY as SLA
 
 # Each service with a database, the file `kcc dev --data` keeps it in, and the variable that
@@ -36,6 +45,23 @@ def migrate_dev(data: Path) -> None:
             engine.dispose()
 
 
+def check_all_models() -> int:
+    """`make migrations-check`: 0 when every history's head is the code's tables, else 1."""
+    differ = 0
+    with tempfile.TemporaryDirectory(prefix="kcc-migrations-") as scratch:
+        for history, store, _ in SERVICES:
+            engine = make_engine(dev_url(Path(scratch), store))
+            try:
+                check_models(engine, history)
+                click.echo(f"{history.name}: the migrations' head ({head(history)}) is the code's")
+            except SchemaError as exc:
+                click.echo(str(exc))
+                differ = 1
+            finally:
+                engine.dispose()
+    return differ
+
+
 @click.command("migrate")
 @click.option(
     "--data",
@@ -50,12 +76,25 @@ def migrate_dev(data: Path) -> None:
 )
 @click.option("--sla-url", envvar="KCC_SLA_DATABASE_URL", help="The SLA monitor's database.")
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 when any database is behind.")
+@click.option(
+    "--models",
+    is_flag=True,
+    help="For developers: compare the code's tables with each history's head (on scratch "
+    "SQLite databases); exit 1 and print the operations a new migration needs when they differ.",
+)
 def migrate_all(
-    data: Path, intake_url: str | None, backoffice_url: str | None, sla_url: str | None, check: bool
+    data: Path,
+    intake_url: str | None,
+    backoffice_url: str | None,
+    sla_url: str | None,
+    check: bool,
+    models: bool,
 ) -> None:
     """Bring every service's database to this release's schema (`kcc <service> migrate` does
     one, for KCC_DATABASE_URL). Each database is its own: give its URL (or variable), or the
     stores of a `kcc dev` folder are migrated."""
+    if models:
+        raise click.exceptions.Exit(check_all_models())
     given = {"intake": intake_url, "backoffice": backoffice_url, "sla-monitor": sla_url}
     worst = 0
     for history, store, _ in SERVICES:
