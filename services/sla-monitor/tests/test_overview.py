@@ -459,3 +459,49 @@ def test_the_drill_down_never_shows_what_people_wrote(
     assert "staff-sam" in page  # reopened: back with whoever answered
     assert "123456782" not in page
     assert "Niet volledig" not in page
+
+
+# -- answered without a handoff ---------------------------------------------------------------
+
+
+def test_answers_reused_at_the_desk_count_per_department_as_answered_without_handoff(
+    app: Flask, client: FlaskClient, clock: FakeClock
+) -> None:
+    earlier, other = Events(), Events()
+
+    def reused(events: Events, at: Any, department: str) -> Event:
+        return events.make(
+            "request.answer_reused",
+            at,
+            AGENT,
+            department=department,
+            agent_id="agent-anna",
+            team="kcc-noord",
+        )
+
+    _feed(
+        app,
+        clock,
+        reused(earlier, local("2026-04-20 09:00"), "burgerzaken"),
+        reused(earlier, local("2026-04-20 09:30"), "burgerzaken"),
+        reused(other, local("2026-04-20 09:40"), "belastingen"),
+    )
+    clock.set(local("2026-04-20 10:00"))
+    summary = _summary(client, app)
+    assert _department(summary, "burgerzaken")["answered_without_handoff"] == 2
+    assert _department(summary, "belastingen")["answered_without_handoff"] == 1
+    assert _department(summary, "parkeren")["answered_without_handoff"] == 0
+    assert summary["totals"]["answered_without_handoff"] == 3
+    # Counted in the window they happened in.
+    assert _summary(client, app, "1h")["totals"]["answered_without_handoff"] == 3
+    clock.set(local("2026-04-20 12:00"))
+    assert _summary(client, app, "1h")["totals"]["answered_without_handoff"] == 0
+
+    clock.set(local("2026-04-20 10:00"))
+    _log_in(app, client, "ops")
+    page = client.get("/sla").get_data(as_text=True)
+    table = page.split('id="zonder-doorzetten-tabel"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r'<th scope="row" class="links">([^<]+)</th><td>(\d+)</td>', table)
+    assert rows[0] == ("Burgerzaken", "2")
+    assert ("Totaal", "3") in rows
+    assert "agent-anna" not in table  # per department, never per person

@@ -75,6 +75,13 @@ class FiguresSchema(Schema):
     ratings = fields.Integer()
     average_rating = fields.Float(allow_none=True)
     thanks = fields.Integer()
+    answered_without_handoff = fields.Integer(
+        metadata={
+            "description": "Citizens a KCC-medewerker answered in the window with one of the "
+            "department's reusable answers, without filing a question "
+            "(request.answer_reused; 'beantwoord zonder doorzetten')."
+        }
+    )
 
 
 class DepartmentSummarySchema(FiguresSchema):

@@ -202,6 +202,18 @@ team_activity_table = Table(
     Index("ix_sla_team_activity_at", "occurred_at"),
 )
 
+# "Beantwoord zonder doorzetten": a KCC-medewerker answered a citizen with a department's
+# reusable answer instead of filing a question (request.answer_reused). The SLA monitor keeps
+# no category, so it counts per department only.
+answer_reuses_table = Table(
+    "sla_answer_reuses",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("department", String(64), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Index("ix_sla_answer_reuses_at", "occurred_at"),
+)
+
 processed = processed_events_table(metadata)
 outbox = outbox_table(metadata)
 
@@ -284,6 +296,19 @@ class SlaStore:
             for request_id, more in self._save(connection, derived, now, live=True).items():
                 observations[last_event[request_id]] += more
         self._team_activity(connection, events)
+        _insert(
+            connection,
+            answer_reuses_table,
+            [
+                {
+                    "event_id": e.id,
+                    "department": str(e.data["department"]),
+                    "occurred_at": e.occurred_at,
+                }
+                for e in events
+                if e.type == "request.answer_reused"
+            ],
+        )
         rated = [e for e in events if e.type == "request.rated"]
         if rated:
             # After the clocks: a rating without a department takes the request's current one,
@@ -799,6 +824,14 @@ class SlaStore:
                     .group_by(h.c.to_department)
                 ).all()
             )
+            u = answer_reuses_table
+            reuses: dict[str, int] = _pairs(
+                connection.execute(
+                    select(u.c.department, func.count())
+                    .where(u.c.occurred_at >= since, u.c.occurred_at <= now)
+                    .group_by(u.c.department)
+                ).all()
+            )
             ratings = {
                 row.department: row
                 for row in connection.execute(
@@ -860,6 +893,7 @@ class SlaStore:
                     "ratings": int(rating.n) if rating is not None else 0,
                     "average_rating": float(rating.average) if rating is not None else None,
                     "thanks": int(rating.thanks or 0) if rating is not None else 0,
+                    "answered_without_handoff": int(reuses.get(department_id, 0)),
                 }
             )
         return result, _totals(result, elapsed)
@@ -1084,6 +1118,7 @@ def _totals(
         "ratings": ratings,
         "average_rating": scored / ratings if ratings else None,
         "thanks": sum(d["thanks"] for d in departments),
+        "answered_without_handoff": sum(d["answered_without_handoff"] for d in departments),
     }
 
 
