@@ -123,11 +123,12 @@ def test_filing_by_keyboard_reference_expected_answer_and_search(
         tab_to(page, "textarea#question")
         page.keyboard.type("kort")
         order = [focused(page)]
-        for _ in range(5):
+        for _ in range(6):
             page.keyboard.press("Tab")
             order.append(focused(page))
         assert order == [
             "textarea#question",
+            "button:Zoek eerdere antwoorden",
             "select#category",
             "select#priority",
             "select#channel",

@@ -13,7 +13,8 @@
     var summary = document.getElementById("foutoverzicht");
     if (!summary) { return; }
     summary.focus();
-    summary.scrollIntoView({block: "start"});
+    // To the top of the window, rounded down: a fraction of a pixel must not cut off its border.
+    window.scrollTo(0, Math.floor(window.scrollY + summary.getBoundingClientRect().top));
   }
   focusSummary();
   // A link in the summary moves the focus to its field (an anchor alone only scrolls), with
