@@ -56,7 +56,11 @@ def create_app(config: Config | None = None, *, clock: Clock = utcnow) -> Flask:
         max_subscribers=config.streams_per_process,
         max_per_user=config.streams_per_user,
     )
-    app.extensions[CONTEXT_EXTENSION] = BackofficeContext(store, organisation, relay, clock, feed)
+    context = BackofficeContext(store, organisation, relay, clock, feed)
+    # The answered questions' meanings into memory now, not at the first item page opened.
+    assert context.earlier is not None
+    context.earlier.refresh()
+    app.extensions[CONTEXT_EXTENSION] = context
     app.extensions[TOKENS_EXTENSION] = tokens
 
     api = make_api(app, title="KCC back office", version="1.0.0", description=DESCRIPTION)
