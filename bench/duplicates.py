@@ -14,9 +14,10 @@ question to question (never with an answer), as the grouping compares two open i
 
 For each candidate threshold it prints the pairs at or above it (grouped): precision (the share
 of grouped pairs that say the same thing) and recall (the share of same pairs grouped). Without
---threshold it sweeps and prints the threshold with the best recall at precision >= 0.85 (grouping by mistake
-costs staff a "Niet samenvoegen"; a missed duplicate only costs them an answer). Choose the
-threshold on the dev file only; run the validation file once, with --threshold.
+--threshold it sweeps and prints the threshold with the best recall at precision >= 0.85
+(grouping by mistake costs staff a "Niet samenvoegen"; a missed duplicate only costs them an
+answer). Choose the threshold on the dev file only; run the validation file once, with
+--threshold.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def pairs(path: Path) -> tuple[list[str], list[tuple[int, int, bool]]]:
     return texts, found
 
 
-def measure(closeness: Any, labelled: list[tuple[int, int, bool]], threshold: float) -> dict[str, Any]:
+def measure(
+    closeness: Any, labelled: list[tuple[int, int, bool]], threshold: float
+) -> dict[str, Any]:
     same = sum(1 for _, _, s in labelled if s)
     grouped = [(i, j, s) for i, j, s in labelled if closeness[i, j] >= threshold]
     right = sum(1 for _, _, s in grouped if s)

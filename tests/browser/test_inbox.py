@@ -205,6 +205,10 @@ def test_a_new_question_appears_live_and_is_claimed_and_answered_with_the_keyboa
         screenshots.take(staff, "antwoord-schrijven")
         axe.check(staff, "antwoord-schrijven")
         staff.keyboard.press("Tab")
+        # The 'Herbruikbaar' tick comes first, off by default (tests/browser/test_reuse_inbox.py).
+        expect(staff.get_by_label("Herbruikbaar")).to_be_focused()
+        expect(staff.get_by_label("Herbruikbaar")).not_to_be_checked()
+        staff.keyboard.press("Tab")
         expect(staff.get_by_role("button", name="Antwoord versturen")).to_be_focused()
         staff.keyboard.press("Enter")
         expect(staff.get_by_text("Je antwoord is verstuurd naar het KCC.")).to_be_visible()
