@@ -100,3 +100,17 @@ def test_searching_while_questions_are_added_from_another_thread() -> None:
     writer.join()
     assert not errors
     assert len(local) == 40
+
+
+def test_many_replacements_keep_one_row_per_question_and_find_the_latest_text() -> None:
+    # Years of "herbruikbaar" ticked and withdrawn: the index holds what is current only.
+    texts = [EARLIER["woz"], EARLIER["lantaarn"], EARLIER["paspoort"]]
+    vectors = meaning(texts)
+    local = SimilarityIndex()
+    for round_ in range(100):
+        local.add([Entry("a", vectors[round_ % 3]), Entry(f"b{round_ % 5}", vectors[2])])
+        local.remove(f"b{(round_ + 1) % 5}")
+    assert len(local) == 5  # "a" and four of the five "b"s
+    # Round 99 left "a" with the WOZ question; its earlier texts are gone.
+    assert local.search(EARLIER["woz"], limit=1)[0].key == "a"
+    assert "a" not in {m.key for m in local.search(EARLIER["lantaarn"], limit=5)}

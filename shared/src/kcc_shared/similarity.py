@@ -73,6 +73,9 @@ class SimilarityIndex:
         self._lock = threading.Lock()
         self._keys: list[str] = []
         self._rows: dict[str, int] = {}
+        # Rows 0.._size-1 are in use; the arrays grow by doubling, so adding one answer to an
+        # index of 100,000 does not copy 150 MB of vectors (a search waits for the lock).
+        self._size = 0
         self._vectors = np.zeros((0, embedding.DIMENSIONS), dtype=np.float32)
         self._alive = np.zeros(0, dtype=bool)
         self.add(entries)
@@ -89,12 +92,28 @@ class SimilarityIndex:
         with self._lock:
             for entry in batch:
                 self._remove_locked(entry.key)
-            start = len(self._keys)
-            self._vectors = np.concatenate([self._vectors, vectors])
-            self._alive = np.concatenate([self._alive, np.ones(len(batch), dtype=bool)])
+            if self._size + len(batch) > len(self._vectors):
+                self._grow(self._size + len(batch))
+            start, end = self._size, self._size + len(batch)
+            self._vectors[start:end] = vectors
+            self._alive[start:end] = True
+            self._size = end
             for offset, entry in enumerate(batch):
                 self._keys.append(entry.key)
                 self._rows[entry.key] = start + offset
+
+    def _grow(self, needed: int) -> None:
+        # Rows of removed or replaced entries are dropped when the arrays grow.
+        keep = np.flatnonzero(self._alive[: self._size])
+        capacity = max(needed - self._size + len(keep), 2 * len(keep), 64)
+        vectors = np.zeros((capacity, embedding.DIMENSIONS), dtype=np.float32)
+        vectors[: len(keep)] = self._vectors[keep]
+        self._keys = [self._keys[row] for row in keep.tolist()]
+        self._rows = {key: row for row, key in enumerate(self._keys)}
+        self._vectors = vectors
+        self._alive = np.zeros(capacity, dtype=bool)
+        self._alive[: len(keep)] = True
+        self._size = len(keep)
 
     def remove(self, key: str) -> None:
         with self._lock:
@@ -118,8 +137,8 @@ class SimilarityIndex:
         ``allowed`` when given. ``vector`` saves computing the text's meaning again."""
         query = _vector(vector if vector is not None else meaning([text])[0])
         with self._lock:
-            closeness = self._vectors @ query
-            closeness[~self._alive] = -np.inf
+            closeness = self._vectors[: self._size] @ query
+            closeness[~self._alive[: self._size]] = -np.inf
             if allowed is not None:
                 visible = np.zeros(len(closeness), dtype=bool)
                 visible[[self._rows[k] for k in allowed if k in self._rows]] = True
