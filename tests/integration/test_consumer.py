@@ -136,6 +136,25 @@ def test_a_duplicate_delivery_is_applied_once(
     assert sorted(applied_ids(engine)) == sorted([event.id, other.id])
 
 
+def test_a_newer_releases_event_type_and_fields_are_ignored_not_parked(
+    engine: Any,
+    run_consumer: Callable[..., EventConsumer],
+    amqp_channel: BlockingChannel,
+    wait_for: Callable[..., None],
+) -> None:
+    """A rolling upgrade: a newer release publishes a type and a field this one does not know."""
+    run_consumer()
+    newer = {**cancelled().to_dict(), "type": "request.escalated", "trace": "x"}
+    publish(amqp_channel, json.dumps(newer), "request.escalated", newer["id"])
+    known = cancelled().to_dict()
+    known["data"]["reason_code"] = "R7"  # a field added to a known type
+    publish(amqp_channel, json.dumps(known), "request.cancelled", known["id"])
+
+    wait_for(lambda: applied_ids(engine) == [known["id"]])
+    wait_for(lambda: queue_depth(amqp_channel, "intake.events") == 0)
+    assert queue_depth(amqp_channel, DEAD_QUEUE) == 0
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "reason"),
     [

@@ -25,7 +25,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from kcc_shared.backoff import RETRY, pause
 from kcc_shared.db import UtcDateTime, write
 from kcc_shared.deadletters import parked
-from kcc_shared.events import Event, InvalidEvent, UnknownSchemaVersion, parse_event
+from kcc_shared.events import (
+    Event,
+    InvalidEvent,
+    UnknownEventType,
+    UnknownSchemaVersion,
+    parse_event,
+)
 from kcc_shared.metrics import MESSAGES_CONSUMED
 from kcc_shared.publisher import (
     Publisher,
@@ -357,6 +363,12 @@ class BatchConsumer(ConsumerMixin):
             event = parse_event(body if isinstance(body, dict) else message.body)
         except UnknownSchemaVersion as exc:
             self.park(message, f"unknown_schema_version: {exc.reason}", queue)
+            return
+        except UnknownEventType as exc:
+            # A newer release's event type reached a `request.#` binding during a rolling
+            # upgrade: nothing here acts on it, so it is acked, not parked.
+            log.info("event_type_ignored", extra={"service": self.service, "reason": exc.reason})
+            self._ack(message, queue, "ignored")
             return
         except InvalidEvent as exc:
             self.park(message, f"invalid_event: {exc.reason}", queue)

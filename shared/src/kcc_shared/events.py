@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 SCHEMA_VERSION: Final = 1
 
@@ -40,6 +40,11 @@ class InvalidEvent(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class UnknownEventType(InvalidEvent):
+    """A `request.*` event of a type this release does not know, in the schema version it
+    reads: a newer release added it. A reader that is not bound to it by name ignores it."""
 
 
 class UnknownSchemaVersion(InvalidEvent):
@@ -305,6 +310,11 @@ def new_event(
     schema = DATA_SCHEMAS.get(type_)
     if schema is None:
         raise InvalidEvent(f"unknown event type {type_!r}")
+    unknown = sorted(set(data) - set(schema.fields))
+    if unknown:
+        # Readers ignore what they do not know, so a misspelt field would vanish silently:
+        # producers name only fields of the contract.
+        raise InvalidEvent(f"{type_} data invalid: {', '.join(unknown)}: Unknown field.")
     try:
         loaded = schema.load(schema.dump(data))
     except ValidationError as exc:
@@ -335,7 +345,10 @@ def new_event(
 
 
 def parse_event(body: bytes | str | Mapping[str, Any]) -> Event:
-    """Validate a message body against the envelope and its type's schema."""
+    """Validate a message body against the envelope and its type's schema, as a tolerant
+    reader: within the schema version it reads, fields it does not know (a newer release
+    added them) are ignored, and a `request.*` type it does not know raises
+    UnknownEventType. Producers stay strict (new_event)."""
     if isinstance(body, bytes | str):
         try:
             raw = json.loads(body)
@@ -350,12 +363,20 @@ def parse_event(body: bytes | str | Mapping[str, Any]) -> Event:
         raise UnknownSchemaVersion(
             f"schema_version {version} is not supported (this service reads {SCHEMA_VERSION})"
         )
+    type_ = raw.get("type")
+    if (
+        isinstance(type_, str)
+        and type_.startswith("request.")
+        and type_ not in DATA_SCHEMAS
+        and version == SCHEMA_VERSION
+    ):
+        raise UnknownEventType(f"event type {type_!r} is not known to this release")
     try:
-        envelope = ENVELOPE.load(raw)
+        envelope = ENVELOPE.load(raw, unknown=EXCLUDE)
     except ValidationError as exc:
         raise InvalidEvent(f"envelope invalid: {_flatten(exc.messages)}") from exc
     try:
-        data = DATA_SCHEMAS[envelope["type"]].load(envelope["data"])
+        data = DATA_SCHEMAS[envelope["type"]].load(envelope["data"], unknown=EXCLUDE)
     except ValidationError as exc:
         raise InvalidEvent(f"{envelope['type']} data invalid: {_flatten(exc.messages)}") from exc
     return Event(

@@ -55,7 +55,8 @@ BSN_REDACTIONS = Counter(
 )
 MESSAGES_CONSUMED = Counter(
     "kcc_messages_consumed_total",
-    "Messages taken from a queue, by outcome (acked, duplicate, requeued, dead_lettered).",
+    "Messages taken from a queue, by outcome (acked, duplicate, requeued, dead_lettered, "
+    "ignored: an event type of a newer release).",
     ["service", "queue", "outcome"],
 )
 
