@@ -13,7 +13,11 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 
 SCHEMA_VERSION: Final = 1
 
-PRIORITIES: Final = ("urgent", "high", "normal", "low")
+Priority = Literal["urgent", "high", "normal", "low"]
+# Most urgent first: a lower index is more urgent.
+PRIORITIES: Final[tuple[Priority, ...]] = ("urgent", "high", "normal", "low")
+# The states of a request that is not closed, as the contract's kcc_requests_open names them.
+OPEN_STATES: Final = ("waiting", "claimed", "awaiting_clarification")
 CHANNELS: Final = ("phone", "email", "chat", "counter", "app", "letter", "social")
 ACTOR_KINDS: Final = ("agent", "staff", "system")
 CLOCKS: Final = ("first_response", "resolution")

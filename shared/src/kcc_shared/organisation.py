@@ -29,6 +29,7 @@ from kcc_shared.calendar import (
     PublicHolidays,
     Span,
 )
+from kcc_shared.events import PRIORITIES, Priority
 
 __all__ = [
     "DEFAULT_REUSE_SHELF_LIFE_DAYS",
@@ -49,9 +50,6 @@ __all__ = [
     "parse_duration",
 ]
 
-Priority = Literal["urgent", "high", "normal", "low"]
-# Most urgent first: a lower index is more urgent.
-PRIORITIES: Final[tuple[Priority, ...]] = ("urgent", "high", "normal", "low")
 _PRIORITY_BY_NAME: Final[Mapping[str, Priority]] = {p: p for p in PRIORITIES}
 _GOEDE_VRIJDAG: Final[Mapping[str, GoedeVrijdag]] = {c: c for c in GOEDE_VRIJDAG_CHOICES}
 _BEVRIJDINGSDAG: Final[Mapping[str, Bevrijdingsdag]] = {c: c for c in BEVRIJDINGSDAG_CHOICES}

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from kcc_shared.calendar import BusinessCalendar
-from kcc_shared.events import Event
+from kcc_shared.events import OPEN_STATES, Event
 
 # `pending`: known from an agent event (submitted, cancelled) but not routed to a department
 # yet; nobody's inbox shows it. `forwarded`: handed to another department, waiting for the
@@ -23,7 +23,6 @@ STATES: Final = (
     "cancelled",
     "closed",
 )
-OPEN_STATES: Final = ("waiting", "claimed", "awaiting_clarification")
 LISTABLE_STATES: Final = tuple(s for s in STATES if s != "pending")
 HELD_STATES: Final = ("claimed", "awaiting_clarification")
 ACTIONS: Final = ("claim", "release", "answer", "clarification_request", "forward")

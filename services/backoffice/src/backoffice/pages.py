@@ -8,14 +8,14 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from kcc_shared.dutch_time import moment
-from kcc_shared.events import PRIORITIES, REASON_MAX_LENGTH, TEXT_MAX_LENGTH
+from kcc_shared.events import OPEN_STATES, PRIORITIES, REASON_MAX_LENGTH, TEXT_MAX_LENGTH
 from kcc_shared.routing_why import routing_in_force, why_routed
 from kcc_shared.sse import StreamsFull, UserStreamsFull, client_gone_check, parse_last_event_id
 from kcc_shared.web import current_user, login_required
 from werkzeug.wrappers import Response
 
 from backoffice import worklist
-from backoffice.inbox import LISTABLE_STATES, OPEN_STATES, InvalidTransition, Item
+from backoffice.inbox import LISTABLE_STATES, InvalidTransition, Item
 from backoffice.schemas import TEXT_MIN_LENGTH
 from backoffice.service import BackofficeContext, NotInGroup, UnknownInbox, check_department
 from backoffice.store import Action, ItemNotFound, NotYourDepartment, UnknownDepartment

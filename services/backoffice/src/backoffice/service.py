@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from kcc_shared.auth import Principal
+from kcc_shared.events import OPEN_STATES
 from kcc_shared.metrics import BSN_REDACTIONS
 from kcc_shared.organisation import Organisation
 from kcc_shared.outbox import Clock, OutboxRelay
@@ -14,7 +15,7 @@ from kcc_shared.privacy import redact_bsn
 from kcc_shared.sse import LiveFeed
 
 from backoffice import duplicates
-from backoffice.inbox import OPEN_STATES, Item, Sla, deadline_of, sla_of
+from backoffice.inbox import Item, Sla, deadline_of, sla_of
 from backoffice.metrics import SERVICE, STAFF_ACTIONS
 from backoffice.similar import EarlierAnswers, Similar
 from backoffice.store import Action, ActionResult, InboxStore, NotYourDepartment

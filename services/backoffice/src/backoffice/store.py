@@ -11,7 +11,7 @@ from typing import Any, Final
 from kcc_shared.auth import Principal
 from kcc_shared.consumer import processed_events_table
 from kcc_shared.db import UtcDateTime, is_postgres, write
-from kcc_shared.events import Actor, Event, new_event
+from kcc_shared.events import OPEN_STATES, Actor, Event, new_event
 from kcc_shared.migrations import require_current
 from kcc_shared.organisation import Organisation
 from kcc_shared.outbox import Clock, Outbox, outbox_table, utcnow
@@ -39,7 +39,7 @@ from sqlalchemy import (
     update,
 )
 
-from backoffice.inbox import OPEN_STATES, InvalidTransition, Item, apply_event, next_state
+from backoffice.inbox import InvalidTransition, Item, apply_event, next_state
 from backoffice.migrations import HISTORY
 
 metadata = MetaData()

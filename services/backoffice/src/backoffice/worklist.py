@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 
 from kcc_shared.auth import Principal
 from kcc_shared.dutch_time import business_left, deadline
+from kcc_shared.events import OPEN_STATES
 
-from backoffice.inbox import OPEN_STATES, Item, Sla, deadline_of
+from backoffice.inbox import Item, Sla, deadline_of
 from backoffice.service import BackofficeContext, UnknownInbox, check_department
 
 LOCAL: Final = ZoneInfo("Europe/Amsterdam")

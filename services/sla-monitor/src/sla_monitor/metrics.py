@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-from kcc_shared.events import CLOCKS, PRIORITIES
+from kcc_shared.events import CLOCKS, OPEN_STATES, PRIORITIES
 from kcc_shared.organisation import Organisation
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -130,9 +130,6 @@ class OpenFigures:
     department: str
     by_state: dict[str, int]
     oldest_open_s: float
-
-
-OPEN_STATES: Final = ("waiting", "claimed", "awaiting_clarification")
 
 
 class OpenRequestsCollector(Collector):

@@ -25,7 +25,7 @@ from kcc_shared.clocks import (
 )
 from kcc_shared.consumer import processed_events_table
 from kcc_shared.db import UtcDateTime, is_postgres, write
-from kcc_shared.events import SYSTEM, Event, derived_event_id, new_event
+from kcc_shared.events import OPEN_STATES, SYSTEM, Event, derived_event_id, new_event
 from kcc_shared.migrations import require_current
 from kcc_shared.organisation import Organisation
 from kcc_shared.outbox import Outbox, outbox_table
@@ -54,7 +54,7 @@ from sqlalchemy import (
 )
 
 from sla_monitor import metrics
-from sla_monitor.metrics import OPEN_STATES, OpenFigures
+from sla_monitor.metrics import OpenFigures
 from sla_monitor.migrations import HISTORY
 
 __all__ = ["WINDOWS", "OpenClock", "SlaStore", "metadata"]
