@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "sla_public_page": False,
     "metrics_token": None,
     "streams_per_process": 24,
+    "retention_days": 30,
     "streams_per_user": 4,
 }
 
@@ -82,6 +83,7 @@ VALID: list[Any] = [
     ("KCC_METRICS_TOKEN", "a-long-metrics-token-123", "metrics_token", None),
     ("KCC_SLA_PUBLIC_PAGE", "true", "sla_public_page", True),
     ("KCC_STREAMS_PER_PROCESS", "48", "streams_per_process", 48),
+    ("KCC_RETENTION_DAYS", "90", "retention_days", 90),
     ("KCC_STREAMS_PER_USER", "2", "streams_per_user", 2),
 ]
 

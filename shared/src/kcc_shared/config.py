@@ -184,6 +184,14 @@ class Config:
             "thread, so keep it under KCC_HTTP_THREADS. More: 503.",
         ),
     )
+    retention_days: int = field(
+        default=30,
+        metadata=_doc(
+            "KCC_RETENTION_DAYS",
+            "Days `kcc <service> prune` keeps processed-event ids, sent outbox rows and the "
+            "agents' update feed (at least 7).",
+        ),
+    )
     streams_per_user: int = field(
         default=4,
         metadata=_doc(
@@ -266,6 +274,8 @@ class Config:
             problems.append("KCC_STALL_TIMEOUT: must be between 10 and 3600 seconds")
         if not 0 <= self.metrics_port <= 65535:
             problems.append("KCC_METRICS_PORT: must be a port number")
+        if not 7 <= self.retention_days <= 36500:
+            problems.append("KCC_RETENTION_DAYS: must be between 7 and 36500 days")
         if not 1 <= self.streams_per_process <= 10000:
             problems.append("KCC_STREAMS_PER_PROCESS: must be between 1 and 10000")
         if not 1 <= self.streams_per_user <= self.streams_per_process:
@@ -343,5 +353,6 @@ _CASTS: Final[Mapping[str, Callable[[str], Any]]] = {
     "metrics_token": _plain,
     "sla_public_page": _bool,
     "streams_per_process": _number(int),
+    "retention_days": _number(int),
     "streams_per_user": _number(int),
 }

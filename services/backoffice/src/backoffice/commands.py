@@ -10,6 +10,7 @@ import sys
 import click
 from kcc_shared.config import Config, ConfigError
 from kcc_shared.migrations import migrate_command
+from kcc_shared.retention import Target, outbox_target, processed_target, prune_command
 
 from backoffice.migrations import HISTORY
 
@@ -127,3 +128,14 @@ def openapi_document() -> dict[str, object]:
 
 # `kcc backoffice migrate`: the schema before a release takes traffic (kcc_shared.migrations).
 backoffice_group.add_command(migrate_command(HISTORY))
+
+
+def prune_targets() -> list[Target]:
+    """The back office's tables that only grow: processed-event ids and sent outbox rows."""
+    from backoffice.store import outbox, processed_events
+
+    return [processed_target(processed_events), outbox_target(outbox)]
+
+
+# `kcc backoffice prune`: retention (kcc_shared.retention, docs/operations.md#retention).
+backoffice_group.add_command(prune_command("backoffice", prune_targets))

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import click
 from kcc_shared.migrations import migrate_command
+from kcc_shared.retention import Target, outbox_target, processed_target, prune_command
 from sqlalchemy.exc import SQLAlchemyError
 
 from intake.migrations import HISTORY
@@ -163,3 +164,20 @@ def openapi_document() -> dict[str, object]:
 
 # `kcc intake migrate`: the schema before a release takes traffic (kcc_shared.migrations).
 intake_group.add_command(migrate_command(HISTORY))
+
+
+def prune_targets() -> list[Target]:
+    """The intake's tables that only grow: processed-event ids, sent outbox rows and the
+    agents' update feed (its newest row stays, so a stream's numbering goes on from it; a
+    stream resuming from a pruned number just continues after it)."""
+    from intake.store import outbox, processed_events, updates_table
+
+    return [
+        processed_target(processed_events),
+        outbox_target(outbox),
+        Target(updates_table, stamp="created_at", key="seq", keep_newest=True),
+    ]
+
+
+# `kcc intake prune`: retention (kcc_shared.retention, docs/operations.md#retention).
+intake_group.add_command(prune_command("intake", prune_targets))

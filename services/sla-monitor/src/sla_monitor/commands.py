@@ -11,6 +11,7 @@ import click
 from kcc_shared.config import Config, ConfigError
 from kcc_shared.migrations import migrate_command
 from kcc_shared.organisation import OrganisationError, load_organisation
+from kcc_shared.retention import Target, outbox_target, processed_target, prune_command
 
 from sla_monitor.migrations import HISTORY
 
@@ -130,3 +131,16 @@ def recompute() -> None:
 
 # `kcc sla migrate`: the schema before a release takes traffic (kcc_shared.migrations).
 sla_group.add_command(migrate_command(HISTORY))
+
+
+def prune_targets() -> list[Target]:
+    """The monitor's tables that only grow: processed-event ids and sent outbox rows. Its
+    event history (sla_events) stays: a recompute rebuilds every clock from it, and a late
+    event of a closed request is derived together with the rest of its history."""
+    from sla_monitor.store import outbox, processed
+
+    return [processed_target(processed), outbox_target(outbox)]
+
+
+# `kcc sla prune`: retention (kcc_shared.retention, docs/operations.md#retention).
+sla_group.add_command(prune_command("sla", prune_targets))
