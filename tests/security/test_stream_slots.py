@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 from intake.app import create_app
-from intake.stream import UpdateFeed
 from kcc_shared.api import TOKENS_EXTENSION
 from kcc_shared.config import Config
+from kcc_shared.sse import LiveFeed
 from werkzeug.serving import BaseWSGIServer, make_server
 
 
@@ -98,7 +98,7 @@ def test_one_agent_cannot_take_every_slot(served: tuple[Flask, BaseWSGIServer]) 
 
 def test_a_slot_is_free_as_soon_as_the_client_goes(served: tuple[Flask, BaseWSGIServer]) -> None:
     app, server = served
-    feed: UpdateFeed = app.extensions["kcc.intake"].feed
+    feed: LiveFeed = app.extensions["kcc.intake"].feed
     assert feed.heartbeat >= 15  # the next write would only come after this long
     anna = _token(app, "agent-anna")
     connections = [_open(server, anna)[1] for _ in range(2)]

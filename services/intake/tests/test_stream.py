@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from intake.stream import UpdateFeed
+from kcc_shared.sse import LiveFeed
 from prometheus_client import REGISTRY
 
 QUESTION = "Meneer vraagt of hij een parkeervergunning kan krijgen voor zijn tweede auto."
@@ -23,8 +23,8 @@ def bearer(token: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def feed(app: Flask) -> Iterator[UpdateFeed]:
-    feed: UpdateFeed = app.extensions["kcc.intake"].feed
+def feed(app: Flask) -> Iterator[LiveFeed]:
+    feed: LiveFeed = app.extensions["kcc.intake"].feed
     feed.poll_interval = 0.05
     feed.heartbeat = 0.2
     feed.max_seconds = 20
@@ -76,12 +76,13 @@ def open_stream(client: FlaskClient, token: str, **headers: str) -> Stream:
 
 def file(client: FlaskClient, token: str) -> str:
     response = client.post("/api/v1/requests", json={"question": QUESTION}, headers=bearer(token))
+    assert response.json is not None, response.get_data(as_text=True)
     return str(response.json["id"])
 
 
 def test_updates_arrive_live_with_ids_and_status(
     client: FlaskClient,
-    feed: UpdateFeed,
+    feed: LiveFeed,
     agent_token: str,
     deliver: Deliver,
     routed_data: Callable[..., dict[str, Any]],
@@ -108,7 +109,7 @@ def test_updates_arrive_live_with_ids_and_status(
 
 def test_a_reconnect_with_last_event_id_replays_what_was_missed(
     client: FlaskClient,
-    feed: UpdateFeed,
+    feed: LiveFeed,
     agent_token: str,
     deliver: Deliver,
     routed_data: Callable[..., dict[str, Any]],
@@ -144,7 +145,7 @@ def test_a_reconnect_with_last_event_id_replays_what_was_missed(
 
 
 def test_the_query_parameter_resumes_a_first_connection(
-    client: FlaskClient, feed: UpdateFeed, agent_token: str
+    client: FlaskClient, feed: LiveFeed, agent_token: str
 ) -> None:
     request_id = file(client, agent_token)
     stream = open_stream(client, agent_token)
@@ -166,7 +167,7 @@ def test_the_query_parameter_resumes_a_first_connection(
 
 def test_an_agent_sees_only_their_own_updates(
     client: FlaskClient,
-    feed: UpdateFeed,
+    feed: LiveFeed,
     agent_token: str,
     teammate_token: str,
     other_agent_token: str,
@@ -184,8 +185,29 @@ def test_an_agent_sees_only_their_own_updates(
     teammate.close()
 
 
+def test_a_replay_holds_only_the_agents_own_updates(
+    client: FlaskClient, feed: LiveFeed, agent_token: str, other_agent_token: str
+) -> None:
+    theirs = file(client, other_agent_token)
+    mine = file(client, agent_token)
+    file(client, other_agent_token)
+    cancelled = client.post(f"/api/v1/requests/{mine}/cancel", json={}, headers=bearer(agent_token))
+    assert cancelled.status_code == 200
+
+    response = client.get(
+        "/api/v1/stream?last_event_id=0", headers=bearer(other_agent_token), buffered=False
+    )
+    replay = Stream(response).opened()
+    [submitted] = replay.next_messages(1)
+    assert submitted["request_id"] == theirs
+    [second] = replay.next_messages(1)
+    assert second["request_id"] != mine
+    assert second["entry"]["type"] == "request.submitted"
+    replay.close()
+
+
 def test_heartbeats_keep_an_idle_stream_open(
-    client: FlaskClient, feed: UpdateFeed, agent_token: str
+    client: FlaskClient, feed: LiveFeed, agent_token: str
 ) -> None:
     stream = open_stream(client, agent_token)
     with pytest.raises(AssertionError):
@@ -195,7 +217,7 @@ def test_heartbeats_keep_an_idle_stream_open(
 
 
 def test_subscribers_are_counted_and_bounded(
-    client: FlaskClient, feed: UpdateFeed, agent_token: str
+    client: FlaskClient, feed: LiveFeed, agent_token: str
 ) -> None:
     def gauge() -> float:
         return REGISTRY.get_sample_value("kcc_intake_stream_subscribers") or 0.0
@@ -214,14 +236,14 @@ def test_subscribers_are_counted_and_bounded(
 
 
 def test_a_stream_ends_after_its_maximum_duration(
-    client: FlaskClient, feed: UpdateFeed, agent_token: str
+    client: FlaskClient, feed: LiveFeed, agent_token: str
 ) -> None:
     feed.max_seconds = 0.3
     response = client.get("/api/v1/stream", headers=bearer(agent_token), buffered=False)
     started = time.monotonic()
-    chunks = list(response.response)
+    chunks = [c.decode() if isinstance(c, bytes) else str(c) for c in response.response]
     assert time.monotonic() - started < 5
-    assert chunks[0].startswith(b"retry: ")
+    assert chunks[0].startswith("retry: ")
     assert feed.subscribers == 0
 
 

@@ -180,8 +180,8 @@ class Config:
         default=24,
         metadata=_doc(
             "KCC_STREAMS_PER_PROCESS",
-            "Live update streams (SSE) one intake process serves at once; each holds a server "
-            "thread, so keep it under KCC_HTTP_THREADS. More: 503.",
+            "Live update streams (SSE) one intake or back-office process serves at once; each "
+            "holds a server thread, so keep it under KCC_HTTP_THREADS. More: 503.",
         ),
     )
     retention_days: int = field(
@@ -196,8 +196,9 @@ class Config:
         default=4,
         metadata=_doc(
             "KCC_STREAMS_PER_USER",
-            "Live update streams one agent may hold open in one intake process (tabs with "
-            "the desk); more: 429, so one person cannot take every slot.",
+            "Live update streams one person may hold open in one intake or back-office "
+            "process (tabs with the desk or inbox); more: 429, so one person cannot take "
+            "every slot.",
         ),
     )
 

@@ -9,8 +9,8 @@ EventSource reconnects with Last-Event-ID and misses nothing), which frees the s
 and then and lets a draining worker go.
 
 What a service supplies: how to read entries after a sequence number (each entry says which
-audience keys may see it, e.g. department ids) and the newest sequence number. The intake's desk
-stream (intake.stream) predates this module and follows the same design per agent.
+audience keys may see it: the back office's department ids, the intake's agent id) and the
+newest sequence number.
 """
 
 from __future__ import annotations
@@ -44,8 +44,11 @@ DEFAULT_POLL_INTERVAL: Final = 1.0
 DEFAULT_HEARTBEAT: Final = 15.0
 DEFAULT_MAX_SECONDS: Final = 300.0
 DEFAULT_QUEUE_SIZE: Final = 100
+# Every open stream holds one server thread: leave the rest for the API.
 DEFAULT_MAX_SUBSCRIBERS: Final = 24
+# One person (a few tabs, a reconnect racing the old stream) may not take every slot.
 DEFAULT_MAX_PER_USER: Final = 4
+# How often an idle stream looks whether its client is still there (a closed socket).
 CLIENT_CHECK_SECONDS: Final = 1.0
 PAGE: Final = 200
 RETRY_MS: Final = 3000
@@ -72,7 +75,10 @@ class Entry:
 
 
 ClientGone = Callable[[], bool]
-Reader = Callable[[int, int], Sequence[Entry]]
+# read(after_seq, limit, keys): entries after a seq, in order. `keys` is a hint for a stream
+# catching up (None: every entry, as the poller reads): a reader may return only the entries
+# for those keys (an indexed query), or ignore it; the feed filters by audience either way.
+Reader = Callable[[int, int, frozenset[str] | None], Sequence[Entry]]
 
 
 def client_gone_check(environ: Mapping[str, object]) -> ClientGone:
@@ -133,8 +139,8 @@ class Subscription:
 
 
 class LiveFeed:
-    """Follows a table through `read(after_seq, limit)` and hands each new entry to the streams
-    whose keys it names. `on_count` hears the number of open streams (a metrics gauge)."""
+    """Follows a table through `read(after_seq, limit, keys)` and hands each new entry to the
+    streams whose keys it names. `on_count` hears the number of open streams (a metrics gauge)."""
 
     def __init__(
         self,
@@ -235,7 +241,7 @@ class LiveFeed:
         """Hand every new entry to the streams that may see it; return how many were read."""
         read = 0
         while True:
-            entries = self._read(self._cursor, PAGE)
+            entries = self._read(self._cursor, PAGE, None)
             with self._lock:
                 subscriptions = [s for subs in self._subscribers.values() for s in subs]
             for entry in entries:
@@ -249,6 +255,10 @@ class LiveFeed:
                 return read
 
     # -- one stream -----------------------------------------------------------------------
+
+    def streams_of(self, user: str) -> int:
+        with self._lock:
+            return len(self._subscribers.get(user, ()))
 
     def events(
         self,
@@ -300,7 +310,7 @@ class LiveFeed:
 
     def _missed(self, subscription: Subscription, after: int) -> Iterator[Entry]:
         while True:
-            page = self._read(after, PAGE)
+            page = self._read(after, PAGE, subscription.keys)
             yield from (entry for entry in page if subscription.sees(entry))
             if len(page) < PAGE:
                 return

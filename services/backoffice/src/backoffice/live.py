@@ -21,7 +21,7 @@ def inbox_feed(
     """A feed of the store's timeline; an entry's audience is the departments it concerns."""
     names = {d.id: d.name for d in store.organisation.departments.values()}
 
-    def read(after: int, limit: int) -> Sequence[Entry]:
+    def read(after: int, limit: int, _keys: frozenset[str] | None) -> Sequence[Entry]:
         return [
             Entry(
                 seq=change.seq,

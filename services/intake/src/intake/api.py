@@ -14,6 +14,7 @@ from kcc_shared.events import CHANNELS, PRIORITIES
 from kcc_shared.metrics import BSN_REDACTIONS
 from kcc_shared.privacy import contains_bsn, redact_bsn
 from kcc_shared.problems import Problem
+from kcc_shared.sse import StreamsFull, UserStreamsFull, client_gone_check, parse_last_event_id
 from marshmallow import RAISE
 
 from intake.expectation import as_json, expected_answer
@@ -45,7 +46,6 @@ from intake.schemas import (
 )
 from intake.service import IntakeContext
 from intake.store import LOCAL, NewRequest, Rating, Request
-from intake.stream import StreamsFull, UserStreamsFull, client_gone_check
 from intake.suggestions import Reuse, Suggestion
 
 requests_blp = Blueprint(
@@ -165,21 +165,22 @@ def rate(
 def last_event_id() -> int | None:
     """Where a reconnecting stream resumes: the Last-Event-ID header (EventSource sends it)
     or, for a first connection, ?last_event_id= (a page knows the feed position it showed)."""
-    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit() or len(raw) > 18:
+    try:
+        return parse_last_event_id(
+            request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+        )
+    except ValueError:
         raise InvalidInput(
             "Last-Event-ID must be the id of an event this stream sent (a whole number).",
             errors={"Last-Event-ID": ["Not a valid event id."]},
-        )
-    return int(raw)
+        ) from None
 
 
 def stream_response(context: IntakeContext, agent_id: str, after: int | None) -> Response:
     """The text/event-stream response for one agent (the API and the desk page share this)."""
     try:
-        subscription = context.feed.subscribe(agent_id)
+        # Only the agent's own feed rows (the store writes a row per agent who should see it).
+        subscription = context.feed.subscribe(agent_id, frozenset({agent_id}))
     except UserStreamsFull:
         STREAMS_REFUSED.inc()
         raise TooManyOwnStreams(

@@ -23,7 +23,7 @@ from intake.metrics import SERVICE
 from intake.pages import desk_bp
 from intake.service import IntakeContext
 from intake.store import RequestStore, outbox
-from intake.stream import UpdateFeed
+from intake.stream import desk_feed
 from intake.suggestions import Suggestions
 
 CONTEXT_EXTENSION: Final = "kcc.intake"
@@ -49,7 +49,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
-    feed = UpdateFeed(
+    feed = desk_feed(
         store,
         max_subscribers=config.streams_per_process,
         max_per_user=config.streams_per_user,

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from kcc_shared.organisation import Organisation
 from kcc_shared.outbox import OutboxRelay
+from kcc_shared.sse import LiveFeed
 
 from intake.store import RequestStore
-from intake.stream import UpdateFeed
 from intake.suggestions import Suggestions
 
 
@@ -17,7 +17,7 @@ class IntakeContext:
     store: RequestStore
     organisation: Organisation
     relay: OutboxRelay
-    feed: UpdateFeed
+    feed: LiveFeed
     suggestions: Suggestions
 
     def committed(self) -> None:
