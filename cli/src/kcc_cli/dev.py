@@ -19,9 +19,11 @@ from typing import Any, Final
 
 import click
 from backoffice.app import create_app as create_backoffice
+from backoffice.commands import prune_targets as backoffice_prune_targets
 from backoffice.worker import InboxWorker
 from click.core import ParameterSource
 from intake.app import create_app as create_intake
+from intake.commands import prune_targets as intake_prune_targets
 from intake.worker import ViewConsumer
 from kcc_shared.auth import TokenStore, tokens_table
 from kcc_shared.config import Config
@@ -29,10 +31,12 @@ from kcc_shared.db import create_schema, make_engine
 from kcc_shared.headers import SECURITY_HEADERS
 from kcc_shared.logging import configure_logging
 from kcc_shared.organisation import OrganisationError, load_organisation
+from kcc_shared.retention import PruneTimer
 from router.model import ModelError, RoutingModel, model_file_for
 from router.worker import RouterWorker
 from sla_monitor.app import create_app as create_sla
 from sla_monitor.app import store_of
+from sla_monitor.commands import prune_targets as sla_prune_targets
 from sla_monitor.worker import SlaMonitor
 from sqlalchemy import MetaData
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -398,6 +402,16 @@ def dev(
     monitor = SlaMonitor(sla_config, store_of(sla))
     monitor.start()
     stops.append(monitor.stop)
+
+    # Retention, as the CronJobs do in Kubernetes: at start, then every 6 hours.
+    for name, engine, targets in (
+        ("intake", intake_context.store.engine, intake_prune_targets()),
+        ("backoffice", backoffice_context.store.engine, backoffice_prune_targets()),
+        ("sla", store_of(sla).engine, sla_prune_targets()),
+    ):
+        timer = PruneTimer(name, engine, targets, days=config.retention_days)
+        timer.start()
+        stops.append(timer.stop)
 
     # Links people can open (and the traffic can call) even when listening on all interfaces.
     base = f"http://{_url_host(_loopback(host))}:{port}"
