@@ -974,3 +974,51 @@ def test_every_service_with_a_database_migrates_it_before_its_pods_start(
         ), name
         migrating.add(group)
     assert migrating == {"intake", "backoffice", "sla"}
+
+
+# -- retention (docs/operations.md#retention) ---------------------------------------------------
+
+
+def test_each_service_store_is_pruned_by_a_hardened_nightly_cron_job(
+    manifests: Manifests, tmp_path: Path
+) -> None:
+    from kcc_cli.main import cli
+
+    # The database each service's own Deployments use is the one its prune job cleans.
+    databases = {
+        _command(container)[1]: _environment(manifests, container)["KCC_DATABASE_URL"]
+        for _deployment, container in manifests.containers()
+        if "KCC_DATABASE_URL" in _environment(manifests, container)
+    }
+    pruned = set()
+    for job in manifests.of("CronJob"):
+        spec = job["spec"]
+        assert spec["concurrencyPolicy"] == "Forbid", job["metadata"]["name"]
+        pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+        assert pod["restartPolicy"] == "Never"
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 10001
+        assert pod["automountServiceAccountToken"] is False
+        (container,) = pod["containers"]
+        command = _command(container)
+        group = command[1]
+        assert command == ("kcc", group, "prune"), command
+        found = cli.get_command(click.Context(cli), group)
+        assert isinstance(found, click.Group)
+        assert found.get_command(click.Context(found), "prune") is not None, command
+        repository, _, tag = container["image"].rpartition(":")
+        assert repository.endswith(IMAGE_OF_GROUP[group]), container["image"]
+        assert tag == PROJECT_VERSION, container["image"]
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+        env = _environment(manifests, container)
+        assert env["KCC_DATABASE_URL"] == databases[group], group
+        try:
+            Config.from_env({k: v for k, v in env.items() if k != "KCC_ORGANISATION_FILE"})
+        except ConfigError as exc:
+            pytest.fail(f"{manifests.overlay} {job['metadata']['name']}: {exc}")
+        pruned.add(group)
+    assert pruned == {"intake", "backoffice", "sla"}  # the router keeps no store
