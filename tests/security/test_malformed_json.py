@@ -4,17 +4,21 @@ must not reach PostgreSQL. The answer names the field and never echoes the value
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from backoffice.app import create_app as create_backoffice
 from flask.testing import FlaskClient
 from intake.app import create_app as create_intake
 from kcc_shared.api import TOKENS_EXTENSION
 from kcc_shared.config import Config
+
+from conftest import POSTGRES_ADMIN_DSN
 
 SECRET = "malformed-json-test-secret-0123"
 QUESTION = "Paspoort verlopen, vertrekt over 10 dagen. Spoedaanvraag mogelijk?"
@@ -50,16 +54,20 @@ TEXT_FIELDS = [
 ENDPOINTS = sorted({(service, path) for service, path, _, _ in TEXT_FIELDS})
 
 
-def _apps(database_url: str) -> Iterator[dict[str, tuple[FlaskClient, str]]]:
+def _apps(intake_url: str, backoffice_url: str) -> Iterator[dict[str, tuple[FlaskClient, str]]]:
+    # Each service owns its database (their migration histories name the same tables), and
+    # both read the API tokens from the intake's.
     config = Config(
-        database_url=database_url,
+        database_url=intake_url,
         broker_url="memory://",
         outbox_relay=False,
         secret_key=SECRET,
         session_cookie_secure=False,
     )
     intake = create_intake(config)
-    backoffice = create_backoffice(config)
+    backoffice = create_backoffice(
+        dataclasses.replace(config, database_url=backoffice_url, auth_database_url=intake_url)
+    )
     agent, _ = intake.extensions[TOKENS_EXTENSION].create(
         role="agent", user_id="agent-anna", team="kcc-noord"
     )
@@ -69,17 +77,29 @@ def _apps(database_url: str) -> Iterator[dict[str, tuple[FlaskClient, str]]]:
     yield {"intake": (intake.test_client(), agent), "backoffice": (backoffice.test_client(), staff)}
     for app, key in ((intake, "kcc.intake"), (backoffice, "kcc.backoffice")):
         app.extensions[key].store.engine.dispose()
+        app.extensions[TOKENS_EXTENSION].engine.dispose()
 
 
 @pytest.fixture
 def apps(sqlite_url: str) -> Iterator[dict[str, tuple[FlaskClient, str]]]:
-    yield from _apps(sqlite_url)
+    yield from _apps(sqlite_url, sqlite_url.replace("kcc.db", "backoffice.db"))
 
 
 @pytest.fixture
 def stores(database_url: str) -> Iterator[dict[str, tuple[FlaskClient, str]]]:
     """On SQLite and on PostgreSQL, which refuses a NUL in text (a 500 if one got through)."""
-    yield from _apps(database_url)
+    if database_url.startswith("sqlite"):
+        yield from _apps(database_url, database_url.replace("kcc.db", "backoffice.db"))
+        return
+    prefix, name = database_url.rsplit("/", 1)
+    second = f"{name}_backoffice"
+    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{second}"')
+    try:
+        yield from _apps(database_url, f"{prefix}/{second}")
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{second}" WITH (FORCE)')
 
 
 def _post(apps: dict[str, tuple[FlaskClient, str]], service: str, path: str, body: str) -> Any:
