@@ -50,12 +50,16 @@ class Target:
     """A table that only grows: rows whose `stamp` is before the cutoff may go.
 
     `key` is the single-column primary key the batches are deleted by; `keep_newest` keeps
-    the row with the highest key (a feed whose readers resume from the last number)."""
+    the row with the highest key (a feed whose readers resume from the last number).
+    `ordered`: the key grows with time, so the oldest rows are found first in key order;
+    a random key (an event id) is scanned in the table's own order instead, where the
+    rows written first come first as well."""
 
     table: Table
     stamp: str
     key: str
     keep_newest: bool = False
+    ordered: bool = True
 
     @property
     def name(self) -> str:
@@ -63,7 +67,7 @@ class Target:
 
 
 def processed_target(table: Table) -> Target:
-    return Target(table, stamp="processed_at", key="event_id")
+    return Target(table, stamp="processed_at", key="event_id", ordered=False)
 
 
 def outbox_target(table: Table) -> Target:
