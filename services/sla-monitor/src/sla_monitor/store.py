@@ -710,12 +710,25 @@ class SlaStore:
         """Rebuild every clock row and the open aggregates from the stored history (after a
         calendar or target change). Emits nothing: flags are kept, so a threshold already
         announced is never announced again, and the scheduler announces what is newly due."""
-        with self.engine.connect() as connection:
-            request_ids = list(
-                connection.execute(select(events_table.c.request_id).distinct()).scalars()
-            )
-        for start in range(0, len(request_ids), batch):
-            chunk = request_ids[start : start + batch]
+        # A page of request ids at a time (keyset on the request index), never every id in
+        # memory at once: years of history are millions of requests.
+        done = 0
+        after = ""
+        while True:
+            with self.engine.connect() as connection:
+                chunk = list(
+                    connection.execute(
+                        select(events_table.c.request_id)
+                        .where(events_table.c.request_id > after)
+                        .distinct()
+                        .order_by(events_table.c.request_id)
+                        .limit(batch)
+                    ).scalars()
+                )
+            if not chunk:
+                break
+            after = chunk[-1]
+            done += len(chunk)
             with write(self.engine) as connection:
                 histories = self._histories(connection, chunk)
                 derived = {
@@ -736,7 +749,7 @@ class SlaStore:
                     insert(open_counts_table),
                     [{"department": d, "state": s, "count": n} for d, s, n in counts],
                 )
-        return len(request_ids)
+        return done
 
     # -- reading -----------------------------------------------------------------------------
 
