@@ -21,7 +21,8 @@ from kcc_shared.backoff import RETRY
 from kcc_shared.consumer import EventConsumer, processed_events_table
 from kcc_shared.db import make_engine
 from kcc_shared.events import Actor, Event, new_event
-from kcc_shared.publisher import connection_factory
+from kcc_shared.outbox import Outbox, OutboxRelay, outbox_table
+from kcc_shared.publisher import Publisher, connection_factory
 from kcc_shared.retention import (
     DEFAULT_DAYS,
     MINIMUM_DAYS,
@@ -31,7 +32,7 @@ from kcc_shared.retention import (
 )
 from kcc_shared.topology import DELIVERY_LIMIT, declare, service_queue
 from pika.adapters.blocking_connection import BlockingChannel
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, insert, select
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, insert, select, update
 from sqlalchemy import Connection as DbConnection
 
 metadata = MetaData()
@@ -42,6 +43,7 @@ applied = Table(
     Column("event_id", String(36), nullable=False),
 )
 processed = processed_events_table(metadata)
+outbox = outbox_table(metadata)
 
 
 def cancelled() -> Event:
@@ -154,3 +156,33 @@ def test_no_redelivery_of_an_applied_event_comes_later_than_the_minimum_retentio
     slowest = DELIVERY_LIMIT * RETRY.cap + 30
 
     assert slowest < timedelta(days=MINIMUM_DAYS).total_seconds()
+
+
+def test_the_relay_purges_old_sent_rows_while_it_cannot_publish(
+    engine: Engine, wait_for: Callable[..., Any]
+) -> None:
+    """The purge runs on its own timer, not only after a quiet sweep: a relay whose broker
+    stays down (or that always has work) still keeps its outbox bounded."""
+    sent, waiting = cancelled(), cancelled()
+    with engine.begin() as connection:
+        Outbox(outbox).add(connection, [sent, waiting])
+        connection.execute(
+            update(outbox)
+            .where(outbox.c.event_id == sent.id)
+            .values(sent_at=datetime.now(UTC) - timedelta(days=8))
+        )
+    # Nothing listens on port 1: every publish fails.
+    publisher = Publisher(
+        connection_factory("amqp://guest:guest@127.0.0.1:1//", timeout=1), timeout=1
+    )
+    relay = OutboxRelay(engine, outbox, publisher, service="test-retention")
+    relay.start()
+    try:
+        wait_for(lambda: outbox_ids(engine) == {waiting.id})
+    finally:
+        relay.stop()
+
+
+def outbox_ids(engine: Engine) -> set[str]:
+    with engine.connect() as connection:
+        return set(connection.execute(select(outbox.c.event_id)).scalars())

@@ -20,7 +20,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    delete,
     func,
     insert,
     select,
@@ -34,6 +33,7 @@ from kcc_shared.db import UtcDateTime, is_postgres, write
 from kcc_shared.events import Event
 from kcc_shared.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 from kcc_shared.publisher import Outgoing, Publisher, PublishError, connection_factory
+from kcc_shared.retention import outbox_target, prune
 from kcc_shared.runner import Part
 from kcc_shared.topology import declare_service_queues
 
@@ -191,13 +191,14 @@ class OutboxRelay:
                 failures += 1
                 published = 0
                 log.exception("outbox_relay_failed", extra={"failures": failures})
+            # On its own timer, busy or not: a relay that always has work (or a broker that
+            # stays down) would otherwise never purge.
+            self._purge_sent()
             if published >= self._batch_size:
                 continue  # more may be waiting: keep draining
             # While the broker or the database is down: the retry policy's growing pause.
             wait = RETRY.delay(failures) if failures else self._poll_interval
             self._wakeup.wait(wait)
-            if not published and not failures:
-                self._purge_sent()
 
     # -- work ------------------------------------------------------------------------------
 
@@ -284,9 +285,11 @@ class OutboxRelay:
         if now - self._last_purge < timedelta(minutes=10):
             return
         self._last_purge = now
-        t = self._table
-        with write(self._engine) as connection:
-            connection.execute(delete(t).where(t.c.sent_at < now - self._retention))
+        try:
+            # In batches (kcc_shared.retention): short transactions beside the publishing.
+            prune(self._engine, [outbox_target(self._table)], now - self._retention)
+        except Exception:  # the relay must outlive a failed purge; the next one catches up
+            log.exception("outbox_purge_failed", extra={"service": self._service})
 
     def backlog(self) -> Backlog:
         return outbox_backlog(self._engine, self._table, self._clock())
