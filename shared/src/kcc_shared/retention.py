@@ -188,7 +188,12 @@ def prune_command(
         try:
             counts = prune(engine, targets(), cutoff_for(days), dry_run=dry_run)
         except SQLAlchemyError as exc:
-            click.echo(f"{service} prune: the database failed: {type(exc).__name__}", err=True)
+            # The driver's message may carry a URL; the class name and the advice say enough.
+            click.echo(
+                f"{service} prune: the database failed ({type(exc).__name__}); is it reachable "
+                f"and migrated (`kcc {service} migrate`)? Batches already deleted stay deleted.",
+                err=True,
+            )
             raise click.exceptions.Exit(1) from None
         finally:
             engine.dispose()
