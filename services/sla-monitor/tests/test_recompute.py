@@ -35,7 +35,8 @@ def test_a_recompute_in_small_pages_rebuilds_every_request_once(
             ingest(e.answered(local("2026-04-20 10:00")))
     clock.now = local("2026-04-20 11:00")
     before, counts_before = clocks(store), open_counts(store)
-    assert len({row[0] for row in before}) == 7 and counts_before
+    assert len({row[0] for row in before}) == 7
+    assert counts_before
     with write(store.engine) as connection:  # what a calendar change would make stale
         connection.execute(delete(clocks_table))
         connection.execute(delete(open_counts_table))
