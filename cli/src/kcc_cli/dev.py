@@ -403,15 +403,17 @@ def dev(
     monitor.start()
     stops.append(monitor.stop)
 
-    # Retention, as the CronJobs do in Kubernetes: at start, then every 6 hours.
-    for name, engine, targets in (
-        ("intake", intake_context.store.engine, intake_prune_targets()),
-        ("backoffice", backoffice_context.store.engine, backoffice_prune_targets()),
-        ("sla", store_of(sla).engine, sla_prune_targets()),
-    ):
-        timer = PruneTimer(name, engine, targets, days=config.retention_days)
-        timer.start()
-        stops.append(timer.stop)
+    # Retention, as the CronJobs do in Kubernetes: at start, then every 6 hours. Started once
+    # the demo users are printed: a log line in the middle of that list broke its login links.
+    prune_timers = [
+        PruneTimer(name, engine, targets, days=config.retention_days)
+        for name, engine, targets in (
+            ("intake", intake_context.store.engine, intake_prune_targets()),
+            ("backoffice", backoffice_context.store.engine, backoffice_prune_targets()),
+            ("sla", store_of(sla).engine, sla_prune_targets()),
+        )
+    ]
+    stops.extend(timer.stop for timer in prune_timers)
 
     # Links people can open (and the traffic can call) even when listening on all interfaces.
     base = f"http://{_url_host(_loopback(host))}:{port}"
@@ -464,6 +466,8 @@ def dev(
         # A few questions already at risk or late, so the SLA overview shows what it is for.
         publish_backlog(shared.broker_url, organisation, datetime.now(UTC))
         traffic.start()
+    for timer in prune_timers:
+        timer.start()
     try:
         server.serve_forever()
     finally:
