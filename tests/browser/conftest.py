@@ -10,7 +10,8 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,12 +59,64 @@ def _unavailable(message: str) -> None:
     unavailable(message)
 
 
+# What `kcc dev` prints per demo user: role, user and its API token.
+TOKEN = re.compile(r"^\s+(?:agent|staff|ops)\s+(\S+)\s+(kcc_\S+)$", re.M)
+
+
 @dataclass
 class DevServer:
     base: str
     log: Path
     process: subprocess.Popen[str]
     login_links: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> dict[str, str]:
+        """The API token `kcc dev` printed for each demo user."""
+        return dict(TOKEN.findall(self.log.read_text()))
+
+
+def api(server: DevServer, token: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """The services' JSON API as a program (a desktop client) calls it: POST with a body,
+    else GET."""
+    request = urllib.request.Request(
+        server.base + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST" if body is not None else "GET",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@contextmanager
+def evidence(
+    screenshots: Screenshots, pages: Mapping[str, Page], server: DevServer
+) -> Iterator[None]:
+    """On a failure: a picture of every open page, and the server's log in the report."""
+    try:
+        yield
+    except BaseException:
+        for name, page in pages.items():
+            if not page.is_closed():
+                screenshots.take(page, f"fout-{name}")
+        # pytest shows a failed test's captured output: the server's side of the story.
+        print(server.log.read_text()[-20_000:])
+        raise
+
+
+def tab_to(page: Page, matches: Callable[[dict[str, str]], bool], limit: int = 120) -> None:
+    """Press Tab until the focused element matches (a person with only a keyboard)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused: dict[str, str] = page.evaluate(
+            "() => { const e = document.activeElement;"
+            " return {tag: e.tagName, id: e.id || '', text: (e.textContent || '').trim(),"
+            " label: e.getAttribute('aria-label') || ''}; }"
+        )
+        if matches(focused):
+            return
+    raise AssertionError(f"no element reached with Tab in {limit} presses")
 
 
 def _free_port() -> int:
@@ -72,17 +125,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def dev_server(tmp_path: Path, wait_for: Callable[..., None]) -> Iterator[DevServer]:
-    """`kcc dev` on a free port with a fresh data folder, up and with its login links read
-    from what it printed at start."""
+@contextmanager
+def running_dev(
+    tmp_path: Path, wait_for: Callable[..., None], *options: str
+) -> Iterator[DevServer]:
+    """`kcc dev` (with ``options``) on a free port with a fresh data folder, up and with its
+    login links read from what it printed at start; stopped with Ctrl-C afterwards."""
     port = _free_port()
     data = tmp_path / "dev"
     log = tmp_path / "dev.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KCC_")}
     with log.open("w") as output:
         process = subprocess.Popen(
-            [*KCC, "dev", "--port", str(port), "--data", str(data)],
+            [*KCC, "dev", "--port", str(port), "--data", str(data), *options],
             cwd=REPO_ROOT,
             env=env,
             stdout=output,
@@ -112,6 +167,13 @@ def dev_server(tmp_path: Path, wait_for: Callable[..., None]) -> Iterator[DevSer
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path, wait_for: Callable[..., None]) -> Iterator[DevServer]:
+    """A running `kcc dev` (see running_dev)."""
+    with running_dev(tmp_path, wait_for) as server:
+        yield server
 
 
 @pytest.fixture

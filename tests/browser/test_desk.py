@@ -10,11 +10,12 @@ import json
 import re
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.browser.conftest import evidence
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,25 +30,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 DASH = "\N{EN DASH}"
 REFERENCE = re.compile(r"KV-\d{4}-\d{6}")
 CLARIFICATION = "Staat de bank aan de straatkant of in de achtertuin?"
-
-
-@contextmanager
-def evidence(screenshots: Screenshots, page: Page, server: DevServer) -> Iterator[None]:
-    """On a failure: a picture of the page, and the server's log in the report."""
-    try:
-        yield
-    except BaseException:
-        if not page.is_closed():
-            screenshots.take(page, "fout")
-        print(server.log.read_text()[-20_000:])
-        raise
-
-
-def token_of(server: DevServer, user: str) -> str:
-    """The API token `kcc dev` printed for a demo user."""
-    match = re.search(rf"^\s+\w+\s+{re.escape(user)}\s+(kcc_\S+)$", server.log.read_text(), re.M)
-    assert match, f"no token printed for {user}"
-    return match.group(1)
 
 
 def call(server: DevServer, token: str, method: str, path: str, body: Any = None) -> Any:
@@ -103,7 +85,7 @@ def test_filing_by_keyboard_reference_expected_answer_and_search(
     marker = uuid.uuid4().hex[:8]
     question = f"{marker}: grofvuil afspraak gemaakt maar de bank is niet opgehaald."
     page = browser.new_page()
-    with evidence(screenshots, page, dev_server):
+    with evidence(screenshots, {"balie": page}, dev_server):
         page.goto(dev_server.login_links["agent-anna"])
         expect(page).to_have_url(f"{base}/balie")
         expect(page).to_have_title(f"Balie {DASH} KCC kennisvragen")
@@ -213,8 +195,8 @@ def test_question_back_live_on_top_teammate_answers_and_cancel_asks_first(
     base = dev_server.base
     marker = uuid.uuid4().hex[:8]
     page = browser.new_page()
-    femke = token_of(dev_server, "staff-femke")
-    with evidence(screenshots, page, dev_server):
+    femke = dev_server.tokens["staff-femke"]
+    with evidence(screenshots, {"balie": page}, dev_server):
         page.goto(dev_server.login_links["agent-anna"])
         url = file_question(
             page, base, f"{marker}: grofvuil afspraak gemaakt maar de bank staat nog buiten."

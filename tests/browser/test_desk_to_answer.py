@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.browser.conftest import evidence
+
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from playwright.sync_api import BrowserContext, Page
+    from playwright.sync_api import BrowserContext
 
     from tests.browser.conftest import Axe, DevServer, Screenshots
 
@@ -25,20 +26,6 @@ ANSWER = (
     "De ophaalploeg komt morgen voor 12 uur langs; de bank mag blijven staan. "
     "Excuses voor het ongemak."
 )
-
-
-@contextmanager
-def evidence(screenshots: Screenshots, pages: dict[str, Page], server: DevServer) -> Iterator[None]:
-    """On a failure: a picture of every open page, and the server's log in the report."""
-    try:
-        yield
-    except BaseException:
-        for name, page in pages.items():
-            if not page.is_closed():
-                screenshots.take(page, f"fout-{name}")
-        # pytest shows a failed test's captured output: the server's side of the story.
-        print(server.log.read_text()[-20_000:])
-        raise
 
 
 def test_question_from_desk_to_answer_rating_and_sla_overview(

@@ -5,51 +5,33 @@ the sent view after a forward. axe-core checks every page state."""
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.browser.conftest import api, evidence, tab_to
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from playwright.sync_api import BrowserContext, Page
+    from playwright.sync_api import BrowserContext
 
     from tests.browser.conftest import Axe, DevServer, Screenshots
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
 # What `kcc dev` prints per demo user: role, user id and API token.
-TOKEN = re.compile(r"^\s+(?:agent|staff|ops)\s+(\S+)\s+(kcc_\S+)$", re.M)
-
-
-def tokens_of(server: DevServer) -> dict[str, str]:
-    return dict(TOKEN.findall(server.log.read_text()))
-
-
-def api(server: DevServer, token: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """The services' JSON API as a program (or a KCC-medewerker's desk) calls it."""
-    request = urllib.request.Request(
-        server.base + path,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method="POST" if body is not None else "GET",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def file_question(server: DevServer, question: str) -> str:
     """agent-anna files a question through the intake API; returns its id."""
     filed = api(
         server,
-        tokens_of(server)["agent-anna"],
+        server.tokens["agent-anna"],
         "/api/v1/requests",
         {"question": question, "channel": "phone", "priority": "normal"},
     )
@@ -58,33 +40,6 @@ def file_question(server: DevServer, question: str) -> str:
 
 def waste_question(marker: str) -> str:
     return f"{marker}: grofvuil afspraak gemaakt maar de bank is niet opgehaald en staat buiten."
-
-
-@contextmanager
-def evidence(screenshots: Screenshots, pages: dict[str, Page], server: DevServer) -> Iterator[None]:
-    """On a failure: a picture of every open page, and the server's log in the report."""
-    try:
-        yield
-    except BaseException:
-        for name, page in pages.items():
-            if not page.is_closed():
-                screenshots.take(page, f"fout-{name}")
-        print(server.log.read_text()[-20_000:])
-        raise
-
-
-def tab_to(page: Page, matches: Callable[[dict[str, str]], bool], limit: int = 80) -> None:
-    """Press Tab until the focused element matches (a person with only a keyboard)."""
-    for _ in range(limit):
-        page.keyboard.press("Tab")
-        focused: dict[str, str] = page.evaluate(
-            "() => { const e = document.activeElement;"
-            " return {tag: e.tagName, id: e.id || '', text: (e.textContent || '').trim(),"
-            " label: e.getAttribute('aria-label') || ''}; }"
-        )
-        if matches(focused):
-            return
-    raise AssertionError(f"no element reached with Tab in {limit} presses")
 
 
 def _late_items(tmp_path: Path) -> tuple[str, str]:
@@ -296,7 +251,7 @@ def test_the_rating_and_thanks_reach_whoever_answered(
     from playwright.sync_api import expect
 
     marker = uuid.uuid4().hex[:8]
-    tokens = tokens_of(dev_server)
+    tokens = dev_server.tokens
     staff = browser.new_page()
     pages = {"staff": staff}
     with evidence(screenshots, pages, dev_server):
@@ -354,7 +309,7 @@ def test_the_sent_view_shows_when_the_other_department_picked_it_up(
     from playwright.sync_api import expect
 
     marker = uuid.uuid4().hex[:8]
-    tokens = tokens_of(dev_server)
+    tokens = dev_server.tokens
     staff = browser.new_page()
     pages = {"staff": staff}
     with evidence(screenshots, pages, dev_server):

@@ -5,18 +5,14 @@ in the back office. At 1440 px wide nothing scrolls sideways; axe-core checks ev
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.browser.conftest import KCC, LOGIN_LINK, REPO_ROOT, DevServer, _free_port
+from tests.browser.conftest import DevServer, running_dev
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page
@@ -35,42 +31,8 @@ def demo_server(
     """`kcc dev --demo-traffic` (its back-dated backlog is what the overview is for), with a
     slow pace so the demo staff barely act while the test looks."""
     del chromium  # asked first: without a browser no server is started
-    port = _free_port()
-    log = tmp_path / "dev.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KCC_")}
-    command = [*KCC, "dev", "--port", str(port), "--data", str(tmp_path / "dev")]
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [*command, "--demo-traffic", "--demo-pace", "600"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    server = DevServer(f"http://127.0.0.1:{port}", log, process)
-
-    def up() -> bool:
-        assert process.poll() is None, f"kcc dev exited:\n{log.read_text()}"
-        try:
-            with urllib.request.urlopen(f"{server.base}/healthz", timeout=2) as response:
-                ready = response.status == 200
-        except OSError:
-            return False
-        server.login_links = dict(LOGIN_LINK.findall(log.read_text()))
-        return ready and len(server.login_links) == 7
-
-    try:
-        wait_for(up, timeout=90)
+    with running_dev(tmp_path, wait_for, "--demo-traffic", "--demo-pace", "600") as server:
         yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def _no_sideways_scroll(page: Page) -> None:

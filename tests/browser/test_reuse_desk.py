@@ -6,47 +6,30 @@ empty. axe-core on every state; keyboard only for the answer's button."""
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.browser.conftest import api, evidence
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from playwright.sync_api import BrowserContext, Page
+    from playwright.sync_api import BrowserContext
 
     from tests.browser.conftest import Axe, DevServer, Screenshots
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
 # What `kcc dev` prints per demo user: role, user id and API token.
-TOKEN = re.compile(r"^\s+(?:agent|staff|ops)\s+(\S+)\s+(kcc_\S+)$", re.M)
 ANSWER = (
     "Is de container niet geleegd op de ophaaldag? Meld het via de afvalapp of het "
     "webformulier; de inzamelaar komt binnen twee werkdagen alsnog langs."
 )
-
-
-def tokens_of(server: DevServer) -> dict[str, str]:
-    return dict(TOKEN.findall(server.log.read_text()))
-
-
-def api(server: DevServer, token: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """The services' JSON API as a program (or a desktop client) calls it."""
-    request = urllib.request.Request(
-        f"{server.base}{path}",
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method="POST" if body is not None else "GET",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def visible(server: DevServer, token: str, path: str) -> bool:
@@ -55,18 +38,6 @@ def visible(server: DevServer, token: str, path: str) -> bool:
     except urllib.error.HTTPError:
         return False
     return True
-
-
-@contextmanager
-def evidence(screenshots: Screenshots, page: Page, server: DevServer) -> Iterator[None]:
-    """On a failure: a picture of the page, and the server's log in the report."""
-    try:
-        yield
-    except BaseException:
-        if not page.is_closed():
-            screenshots.take(page, "fout")
-        print(server.log.read_text()[-20_000:])
-        raise
 
 
 def test_a_reusable_answer_answers_a_similar_question_at_the_desk(
@@ -79,7 +50,7 @@ def test_a_reusable_answer_answers_a_similar_question_at_the_desk(
 ) -> None:
     from playwright.sync_api import expect
 
-    tokens = tokens_of(dev_server)
+    tokens = dev_server.tokens
     marker = uuid.uuid4().hex[:6]
     earlier = (
         f"Meneer uit de Dorpsstraat {marker} zegt dat zijn grijze container vanochtend niet is "
@@ -110,7 +81,7 @@ def test_a_reusable_answer_answers_a_similar_question_at_the_desk(
     )
 
     page = browser.new_page()
-    with evidence(screenshots, page, dev_server):
+    with evidence(screenshots, {"balie": page}, dev_server):
         page.goto(dev_server.login_links["agent-anna"])
         page.goto(f"{dev_server.base}/balie/nieuw")
         axe.check(page, "reuse-new-form")

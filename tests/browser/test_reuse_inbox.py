@@ -6,15 +6,14 @@ KCC-medewerkers see the answer at their desk; a group taken apart. axe-core on e
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.browser.conftest import api, evidence, tab_to
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,27 +25,15 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 # What `kcc dev` prints per demo user: role, user id and API token.
-TOKEN = re.compile(r"^\s+(?:agent|staff|ops)\s+(\S+)\s+(kcc_\S+)$", re.M)
 BANK_ANSWER = (
     "Is de bank niet opgehaald terwijl er een afspraak was? Dan halen we hem binnen twee "
     "werkdagen alsnog op; de inwoner hoeft niets opnieuw aan te melden."
 )
 
 
-def api(server: DevServer, token: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    request = urllib.request.Request(
-        server.base + path,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method="POST" if body is not None else "GET",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def file_question(server: DevServer, agent: str, question: str) -> str:
     """A KCC-medewerker files a question through the intake API (as a desk client does)."""
-    tokens = dict(TOKEN.findall(server.log.read_text()))
+    tokens = server.tokens
     filed = api(
         server,
         tokens[agent],
@@ -57,35 +44,9 @@ def file_question(server: DevServer, agent: str, question: str) -> str:
 
 
 def desk_answer(server: DevServer, agent: str, request_id: str) -> str | None:
-    tokens = dict(TOKEN.findall(server.log.read_text()))
+    tokens = server.tokens
     found = api(server, tokens[agent], f"/api/v1/requests/{request_id}")
     return found.get("answer") if found["status"] == "answered" else None
-
-
-@contextmanager
-def evidence(screenshots: Screenshots, pages: dict[str, Page], server: DevServer) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        for name, page in pages.items():
-            if not page.is_closed():
-                screenshots.take(page, f"fout-{name}")
-        print(server.log.read_text()[-20_000:])
-        raise
-
-
-def tab_to(page: Page, matches: Callable[[dict[str, str]], bool], limit: int = 120) -> None:
-    """Press Tab until the focused element matches (a person with only a keyboard)."""
-    for _ in range(limit):
-        page.keyboard.press("Tab")
-        focused: dict[str, str] = page.evaluate(
-            "() => { const e = document.activeElement;"
-            " return {tag: e.tagName, id: e.id || '', text: (e.textContent || '').trim(),"
-            " label: e.getAttribute('aria-label') || ''}; }"
-        )
-        if matches(focused):
-            return
-    raise AssertionError(f"no element reached with Tab in {limit} presses")
 
 
 def open_item(page: Page, server: DevServer, marker: str) -> None:
