@@ -17,8 +17,7 @@ from intake.commands import intake_group
 from kcc_shared.config import Config, ConfigError
 from kcc_shared.logging import configure_logging
 from kcc_shared.migrations import EXIT_ERROR, SchemaError
-from router.cli import rules_group
-from router.commands import router_group
+from router.commands import router_group, rules_group
 from sla_monitor.commands import sla_group
 
 from kcc_cli.config import config_group

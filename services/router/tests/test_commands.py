@@ -103,6 +103,21 @@ def test_train_refuses_bad_history_and_writes_nothing(
     assert not out.exists()
 
 
+def test_train_refuses_an_invalid_organisation_file_as_config_check_does(
+    tmp_path: Path,
+) -> None:
+    broken = tmp_path / "organisation.yaml"
+    broken.write_text("version: 1\norganisation: {name: X}\n")
+    out = tmp_path / "m.npz"
+
+    result = CliRunner().invoke(router_group, ["train", "--file", str(broken), "--out", str(out)])
+
+    assert result.exit_code == 1
+    assert f"{broken}:1: the file: missing required field 'calendars'" in result.stderr
+    assert "see `kcc config check`" in result.stderr
+    assert not out.exists()
+
+
 def test_train_refuses_examples_with_a_bsn(tmp_path: Path) -> None:
     bad = [*EXAMPLES, {"question": "Meneer met BSN 111222333", "department": "afval"}]
     organisation = _organisation_with_examples(tmp_path, bad)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from kcc_shared.organisation import load_organisation
-from router.cli import rules_group
+from router.commands import rules_group
 
 
 @pytest.fixture
