@@ -85,11 +85,13 @@ def health_app(
     *,
     liveness: Mapping[str, Check] | None = None,
     metrics_token: str | None = None,
+    before_scrape: Iterable[Callable[[], None]] = (),
 ) -> Callable[[dict[str, Any], StartResponse], Any]:
-    """The small HTTP port of a consumer process: /metrics (behind `metrics_token` when set),
-    /healthz (`liveness`: 503 when a part died or is stuck; restart the process) and /readyz
-    (`checks`: 503 while a dependency is down; wait)."""
-    metrics = metrics_app(token=metrics_token)
+    """The small HTTP port of a consumer process: /metrics (behind `metrics_token` when set;
+    `before_scrape` refreshes gauges read from a store), /healthz (`liveness`: 503 when a part
+    died or is stuck; restart the process) and /readyz (`checks`: 503 while a dependency is
+    down; wait)."""
+    metrics = metrics_app(before_scrape, token=metrics_token)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -146,11 +148,17 @@ class HealthServer:
         liveness: Mapping[str, Check] | None = None,
         name: str = "health",
         metrics_token: str | None = None,
+        before_scrape: Iterable[Callable[[], None]] = (),
     ) -> None:
         self._server = make_server(
             host,
             port,
-            health_app(checks, liveness=liveness, metrics_token=metrics_token),
+            health_app(
+                checks,
+                liveness=liveness,
+                metrics_token=metrics_token,
+                before_scrape=before_scrape,
+            ),
             server_class=_Server,
             handler_class=_QuietHandler,
         )

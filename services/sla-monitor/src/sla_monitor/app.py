@@ -11,7 +11,7 @@ from kcc_shared.auth import token_store_for
 from kcc_shared.config import Config
 from kcc_shared.db import make_engine
 from kcc_shared.health import broker_check, database_check, health_blueprint
-from kcc_shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, instrument
+from kcc_shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, instrument, multiprocess_dir
 from kcc_shared.organisation import Organisation, load_organisation
 from kcc_shared.outbox import outbox_backlog
 from kcc_shared.problems import register_problem_handlers
@@ -25,8 +25,9 @@ from sla_monitor.metrics import (
     install_open_collector,
 )
 from sla_monitor.pages import LIST_ACCESS, PAGE_ACCESS, PAGE_ROLES, pages_blp
-from sla_monitor.service import CONTEXT_EXTENSION, DEFAULT_BACKOFFICE_URL, SlaContext
-from sla_monitor.store import SlaStore, outbox
+from sla_monitor.store import SlaStore
+from sla_monitor.summary import CONTEXT_EXTENSION, DEFAULT_BACKOFFICE_URL, SlaContext
+from sla_monitor.tables import outbox
 from sla_monitor.worker import SERVICE, utcnow
 
 DESCRIPTION = """\
@@ -43,7 +44,7 @@ def create_app(
     organisation: Organisation | None = None,
     backoffice_url: str = DEFAULT_BACKOFFICE_URL,
 ) -> Flask:
-    """Build the app; `run` serves it in the same process as the consumer and scheduler.
+    """Build the app; `kcc sla serve` runs it under gunicorn, `kcc dev` next to the monitor.
 
     backoffice_url: where the drill-down links a question to (`<backoffice_url>/items/<id>`).
     """
@@ -87,18 +88,29 @@ def create_app(
         health_blueprint({"database": database_check(engine), "broker": broker_check(connections)})
     )
 
-    # The SLA monitor is one process (not gunicorn): the default registry and a custom
-    # collector that reads the open figures at scrape time.
+    # Under gunicorn (`kcc sla serve`, PROMETHEUS_MULTIPROC_DIR set) this /metrics is the web
+    # side's own: its HTTP latency. The SLA figures are exported once, by the process that
+    # computes them (`kcc sla run`); in one process (`kcc dev`, tests) here as well.
+    hooks = [] if multiprocess_dir() else [monitor_metrics(store, organisation, clock)]
+    instrument(app, SERVICE, before_scrape=hooks, token=config.metrics_token)
+    return app
+
+
+def monitor_metrics(
+    store: SlaStore, organisation: Organisation, clock: Callable[[], datetime]
+) -> Callable[[], None]:
+    """Export the figures read from the store: the open work at scrape time (a collector in the
+    default registry, hence one process, never gunicorn's multiprocess files) and every
+    outcome from 0. Returns the hook that refreshes the outbox gauges before a scrape."""
     install_open_collector(OpenRequestsCollector(lambda: store.open_figures(clock())))
     initialise_outcomes(organisation)
 
     def refresh_outbox_gauges() -> None:
-        backlog = outbox_backlog(engine, outbox, clock())
+        backlog = outbox_backlog(store.engine, outbox, clock())
         OUTBOX_BACKLOG.labels(SERVICE).set(backlog.unsent)
         OUTBOX_OLDEST_AGE.labels(SERVICE).set(backlog.oldest_age_seconds)
 
-    instrument(app, SERVICE, before_scrape=[refresh_outbox_gauges], token=config.metrics_token)
-    return app
+    return refresh_outbox_gauges
 
 
 def store_of(app: Flask) -> SlaStore:

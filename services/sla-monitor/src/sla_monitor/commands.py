@@ -1,11 +1,10 @@
-"""`kcc sla ...`: run the monitor, rebuild its clocks."""
+"""`kcc sla ...`: serve the overview and API, run the monitor, rebuild its clocks."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterable
-from typing import Any
+import os
+import sys
 
 import click
 from kcc_shared.config import Config, ConfigError
@@ -49,10 +48,30 @@ def sla_group() -> None:
     """SLA clocks in business time, warnings, breaches and metrics."""
 
 
+@sla_group.command("serve")
+@click.option("--bind", default=None, help="host:port (default KCC_HTTP_BIND or 127.0.0.1:8003)")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="gunicorn workers")
+def serve(bind: str | None, workers: int | None) -> None:
+    """Run the summary API and the overview pages under gunicorn (sla_monitor.gunicorn_conf).
+
+    Its /metrics holds only its HTTP latency; the SLA figures are `kcc sla run`'s.
+    """
+    # Said here once, in words, rather than as a traceback of every gunicorn worker.
+    _check_organisation(_config())
+    args = [sys.executable, "-m", "gunicorn", "-c", "python:sla_monitor.gunicorn_conf"]
+    if bind:
+        args += ["--bind", bind]
+    if workers:
+        args += ["--workers", str(workers)]
+    args.append("sla_monitor.app:create_app()")
+    os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
+
+
 @sla_group.command("run")
 def run() -> None:
-    """Consume sla-monitor.events, announce deadlines and serve the API, the overview page and
-    /metrics on KCC_METRICS_HOST:KCC_METRICS_PORT, in one process, until SIGTERM or Ctrl-C.
+    """Consume sla-monitor.events, announce deadlines and relay the outbox until SIGTERM or
+    Ctrl-C; serves /metrics (every SLA figure), /healthz and /readyz on
+    KCC_METRICS_HOST:KCC_METRICS_PORT.
 
     On SIGTERM it stops consuming, lets the scheduler and the outbox relay finish, and exits 0;
     when one of its parts dies it exits 70, so the supervisor starts a fresh one. /healthz says
@@ -60,17 +79,19 @@ def run() -> None:
     answer and the consumer consumes.
     """
     from kcc_shared import runner
-    from kcc_shared.health import broker_check, database_check, health_app
+    from kcc_shared.db import make_engine
+    from kcc_shared.health import HealthServer, broker_check, database_check
     from kcc_shared.publisher import connection_factory
-    from werkzeug.serving import make_server
 
-    from sla_monitor.app import create_app, store_of
-    from sla_monitor.worker import SlaMonitor
+    from sla_monitor.app import monitor_metrics
+    from sla_monitor.store import SlaStore
+    from sla_monitor.worker import SlaMonitor, utcnow
 
     config = _config()
     _check_organisation(config)
-    app = create_app(config)
-    store = store_of(app)
+    organisation = load_organisation(config.organisation_file)
+    store = SlaStore(make_engine(config.database_url), organisation)
+    store.create_schema()
     monitor = SlaMonitor(config, store)
     parts = monitor.parts()
 
@@ -78,33 +99,23 @@ def run() -> None:
         if not monitor.consumer.consuming:
             raise RuntimeError("not consuming")
 
-    # The app's own /healthz and /readyz know nothing of the consumer: these do.
-    health = health_app(
+    server = HealthServer(
+        config.metrics_host,
+        config.metrics_port,
         {
             "database": database_check(store.engine),
             "broker": broker_check(connection_factory(config.broker_url, timeout=2)),
             "consumer": consuming,
         },
         liveness=runner.liveness(parts),
+        name="sla-monitor",
         metrics_token=config.metrics_token,
+        before_scrape=[monitor_metrics(store, organisation, utcnow)],
     )
-
-    def site(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") in ("/healthz", "/readyz"):
-            return health(environ, start_response)  # type: ignore[no-any-return]
-        return app(environ, start_response)
-
-    server = make_server(config.metrics_host, config.metrics_port, site, threaded=True)
-    http = threading.Thread(target=server.serve_forever, name="sla-http", daemon=True)
-
-    def stop_http() -> None:
-        server.shutdown()
-        http.join(5)
-
-    status = runner.run(
-        "sla-monitor",
-        [runner.Part("http", http.start, stop_http, http.is_alive), *parts],
-    )
+    try:
+        status = runner.run("sla-monitor", [server.part(), *parts])
+    finally:
+        store.engine.dispose()
     if status:
         raise click.exceptions.Exit(status)
 
