@@ -302,3 +302,45 @@ def test_unreachable_broker_is_a_clear_error(command: list[str]) -> None:
 
     assert result.exit_code == 2
     assert "cannot reach RabbitMQ" in result.output
+
+
+def test_replay_keeps_a_message_parked_longer_than_the_retention(
+    run: Any, channel: BlockingChannel
+) -> None:
+    old, young = submitted(), submitted()
+    now = datetime.now(UTC)
+    park_as_the_router(channel, old, "invalid_event: x", at=now - timedelta(days=31))
+    park_as_the_router(channel, young, "invalid_event: x", at=now - timedelta(days=29))
+
+    result = run("replay", "--all")
+
+    assert result.exit_code == 1
+    assert f"kept {old.id}: parked 31 d 0 h ago, longer than the retention of 30 days" in (
+        result.stderr
+    )
+    assert "could be applied twice" in result.stderr
+    assert "1 replayed, 1 kept in the parking lot." in result.stdout
+    assert [p.message_id for p, _ in drain(channel, "router.work")] == [young.id]
+    # The old one is still parked, exactly as it was: its parking headers too.
+    [(properties, body)] = drain(channel, DEAD_QUEUE)
+    assert (properties.message_id, json.loads(body)["id"]) == (old.id, old.id)
+    assert properties.headers[DEAD_REASON_HEADER] == "invalid_event: x"
+
+
+def test_the_retention_the_replay_keeps_to_is_kcc_retention_days(
+    broker_url: str, channel: BlockingChannel
+) -> None:
+    event = submitted()
+    park_as_the_router(channel, event, "invalid_event: x", at=datetime.now(UTC) - timedelta(days=8))
+    env = {"KCC_BROKER_URL": broker_url, "KCC_RETENTION_DAYS": "7"}
+
+    refused = CliRunner().invoke(dead_letters_group, ["replay", "--id", event.id], env=env)
+
+    assert refused.exit_code == 1
+    assert "parked 8 d 0 h ago, longer than the retention of 7 days" in refused.stderr
+    assert depth(channel, "router.work") == 0
+    env["KCC_RETENTION_DAYS"] = "9"
+    replayed = CliRunner().invoke(dead_letters_group, ["replay", "--id", event.id], env=env)
+    assert replayed.exit_code == 0, replayed.output
+    assert [p.message_id for p, _ in drain(channel, "router.work")] == [event.id]
+    assert depth(channel, DEAD_QUEUE) == 0

@@ -18,6 +18,7 @@ from kcc_shared.deadletters import (
     ParkingLot,
 )
 from kcc_shared.organisation import OrganisationError, load_organisation
+from kcc_shared.retention import cutoff_for
 from kcc_shared.topology import SERVICE_BINDINGS, department_queue_name
 
 __all__ = ["dead_letters_group"]
@@ -146,17 +147,40 @@ def replay_command(ids: tuple[str, ...], replay_all: bool) -> None:
     """
     if bool(ids) == replay_all:
         raise click.UsageError("give --id ID (one or more) or --all")
+    days = _config().retention_days
+    now = datetime.now(UTC)
     with _parking_lot() as lot:
-        result = lot.replay(None if replay_all else ids)
+        result = lot.replay(None if replay_all else ids, parked_since=cutoff_for(days, now))
     for letter in result.replayed:
         click.echo(
             f"replayed {letter.id} ({letter.type or 'unknown type'}) to {letter.routing_key}"
         )
     for letter, why in result.failed:
         click.echo(f"kept {letter.id}: {why}", err=True)
-    click.echo(f"{len(result.replayed)} replayed, {len(result.failed)} kept in the parking lot.")
-    if result.failed:
+    for letter in result.too_old:
+        age = letter.age_seconds(now)
+        parked = "parked at an unknown time" if age is None else f"parked {_age(age)} ago"
+        click.echo(
+            f"kept {letter.id}: {parked}, longer than the retention of {days} days "
+            "(KCC_RETENTION_DAYS)",
+            err=True,
+        )
+    if result.too_old:
+        click.echo(_TOO_OLD, err=True)
+    kept = len(result.failed) + len(result.too_old)
+    click.echo(f"{len(result.replayed)} replayed, {kept} kept in the parking lot.")
+    if kept:
         raise click.exceptions.Exit(EXIT_NOT_FOUND)
+
+
+# Why an old message is not replayed, and what to do instead (docs/operations.md, retention).
+_TOO_OLD = (
+    "A message parked longer than the retention is never replayed: a replay reaches every queue "
+    "bound to its routing key, also those that applied the event before it was parked, and the "
+    "processed-event ids that make such a second copy harmless may have been pruned since, so "
+    "it could be applied twice. It stays parked as it was; see it (and its request id) with "
+    "`kcc dead-letters list` and handle that request by hand."
+)
 
 
 def _age(seconds: int) -> str:

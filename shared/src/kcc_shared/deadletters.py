@@ -130,10 +130,15 @@ class DeadLetter:
 
 @dataclass
 class ReplayResult:
-    """Which parked messages went back to kcc.events, and which stayed parked and why."""
+    """Which parked messages went back to kcc.events, and which stayed parked and why.
+
+    `too_old`: parked before the cutoff `replay` was given (or at an unknown time); they were
+    not published at all.
+    """
 
     replayed: list[DeadLetter] = field(default_factory=list)
     failed: list[tuple[DeadLetter, str]] = field(default_factory=list)
+    too_old: list[DeadLetter] = field(default_factory=list)
 
 
 @dataclass
@@ -170,12 +175,18 @@ class ParkingLot:
         with self._session() as parked:
             return [p.letter for p in parked]
 
-    def replay(self, ids: Collection[str] | None = None) -> ReplayResult:
+    def replay(self, ids: Collection[str] | None = None, *, parked_since: datetime) -> ReplayResult:
         """Republish parked messages to kcc.events with their original routing key.
 
         `ids` None replays all. Each message is acked in kcc.dead only after the broker
         confirmed its republish; one that cannot be routed stays parked. An unknown id raises
         DeadLetterNotFound before anything is published.
+
+        Only messages parked at or after `parked_since` (the retention cutoff) are replayed.
+        A replay reaches every queue bound to the routing key, also those that applied the
+        event before another queue parked it; only their `processed_events` rows make that
+        second copy a no-op, and rows older than the retention may have been pruned. An older
+        message, or one whose parking time is unknown, stays parked untouched (`too_old`).
         """
         result = ReplayResult()
         with self._session() as parked:
@@ -190,7 +201,9 @@ class ParkingLot:
                 chosen = list(parked)
             sendable: list[tuple[_Parked, Outgoing]] = []
             for p in chosen:
-                if not p.letter.routing_key:
+                if p.letter.dead_at is None or p.letter.dead_at < parked_since:
+                    result.too_old.append(p.letter)
+                elif not p.letter.routing_key:
                     result.failed.append((p.letter, "the original routing key is unknown"))
                 else:
                     sendable.append((p, _outgoing(p)))

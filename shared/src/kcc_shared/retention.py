@@ -3,8 +3,9 @@
 `processed_events` is what makes a redelivery a no-op, so its retention is the one that
 matters: a row is only deleted once no copy of its event can still arrive. A copy arrives
 within minutes (a requeue with back-off, the quorum queue's delivery limit, an outbox
-republish after a crash); a message parked in kcc.dead was never applied, so replaying it
-needs no row. Rows younger than `MINIMUM_DAYS` are never deleted, whatever is asked.
+republish after a crash); a replay from kcc.dead also reaches the queues that applied the
+event, so `kcc dead-letters replay` refuses messages parked longer than the retention. Rows
+younger than `MINIMUM_DAYS` are never deleted, whatever is asked.
 """
 
 from __future__ import annotations
