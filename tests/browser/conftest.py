@@ -89,6 +89,9 @@ def api(server: DevServer, token: str, path: str, body: dict[str, Any] | None = 
         return json.loads(response.read())
 
 
+_TOLD_LINES = 40
+
+
 @contextmanager
 def evidence(
     screenshots: Screenshots, pages: Mapping[str, Page], server: DevServer
@@ -96,13 +99,17 @@ def evidence(
     """On a failure: a picture of every open page, and the server's log in the report."""
     try:
         yield
-    except BaseException:
+    except Exception as exc:
         for name, page in pages.items():
             if not page.is_closed():
                 screenshots.take(page, f"fout-{name}")
         # pytest shows a failed test's captured output: the server's side of the story.
-        print(server.log.read_text()[-20_000:])
-        raise
+        log = server.log.read_text()
+        print(log[-20_000:])
+        # CI reports keep the head and the tail of a long output: the services' own lines
+        # (not the migrations' chatter) go at the end of the failure message, where they stay.
+        told = [line for line in log.splitlines() if "alembic" not in line][-_TOLD_LINES:]
+        raise AssertionError(f"{exc}\n-- kcc dev, last lines:\n" + "\n".join(told)) from exc
 
 
 def tab_to(page: Page, matches: Callable[[dict[str, str]], bool], limit: int = 120) -> None:
