@@ -40,7 +40,7 @@ from kcc_shared.organisation import load_organisation
 from kcc_shared.publisher import connection_factory
 from kcc_shared.topology import declare, service_queue
 from sla_monitor.app import create_app, store_of
-from sla_monitor.store import clocks_table, open_counts_table, processed, requests_table
+from sla_monitor.tables import clocks_table, open_counts_table, processed, requests_table
 from sla_monitor.worker import QUEUE, SlaMonitor
 from sqlalchemy import delete, func, insert, select
 

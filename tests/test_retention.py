@@ -16,7 +16,7 @@ from intake.store import NewRequest, RequestStore
 from kcc_cli.main import cli
 from kcc_shared.auth import Principal
 from kcc_shared.db import make_engine
-from sla_monitor import store as sla_store
+from sla_monitor import tables as sla_store
 from sqlalchemy import Engine, Table, func, insert, select, update
 
 NOW = datetime.now(UTC)

@@ -59,7 +59,7 @@ def _publish(channel: Any, events: list[Event]) -> None:
 
 
 def _outbox_drained(store: Any) -> bool:
-    from sla_monitor.store import outbox
+    from sla_monitor.tables import outbox
     from sqlalchemy import func, select
 
     with store.engine.connect() as connection:

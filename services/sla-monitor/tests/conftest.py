@@ -12,7 +12,8 @@ import pytest
 from kcc_shared.db import make_engine, write
 from kcc_shared.events import Actor, Event, new_event
 from kcc_shared.organisation import Organisation, load_organisation
-from sla_monitor.store import SlaStore, processed
+from sla_monitor.store import SlaStore
+from sla_monitor.tables import processed
 from sla_monitor.worker import SlaIngest
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError

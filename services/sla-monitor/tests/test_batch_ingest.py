@@ -14,8 +14,8 @@ from kcc_shared.db import make_engine, write
 from kcc_shared.events import Event, derived_event_id, parse_event
 from kcc_shared.organisation import Organisation
 from prometheus_client import REGISTRY
-from sla_monitor.store import (
-    SlaStore,
+from sla_monitor.store import SlaStore
+from sla_monitor.tables import (
     clocks_table,
     handoffs_table,
     open_counts_table,

@@ -6,7 +6,8 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sla_monitor.store import SlaStore, events_table
+from sla_monitor.store import SlaStore
+from sla_monitor.tables import events_table
 from sqlalchemy import select
 
 from .conftest import Events, Ingest

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from kcc_shared.db import write
-from sla_monitor.store import SlaStore, clocks_table, open_counts_table
+from sla_monitor.store import SlaStore
+from sla_monitor.tables import clocks_table, open_counts_table
 from sqlalchemy import delete, select
 
 from .conftest import Events, FakeClock, Ingest, local

@@ -6,7 +6,8 @@ import json
 from collections.abc import Callable
 
 from kcc_shared.events import derived_event_id, parse_event
-from sla_monitor.store import SlaStore, outbox
+from sla_monitor.store import SlaStore
+from sla_monitor.tables import outbox
 from sla_monitor.worker import DeadlineScheduler
 from sqlalchemy import select
 

@@ -11,7 +11,7 @@ from kcc_shared.api import BEARER, Blueprint, errors, requires
 from kcc_shared.problems import NotFound
 
 from sla_monitor.schemas import LateQuestionsSchema, SummaryQueryArgsSchema, SummarySchema
-from sla_monitor.service import CONTEXT_EXTENSION, SlaContext, UnknownDepartment
+from sla_monitor.summary import CONTEXT_EXTENSION, SlaContext, UnknownDepartment
 
 summary_blp = Blueprint(
     "sla",

@@ -52,6 +52,19 @@ EXTRA_BUCKETS: Final = (
 
 log = logging.getLogger(__name__)
 
+# A metric update made after the commit, so a rolled-back transaction never counts.
+Observation = Callable[[], None]
+
+
+def increment(counter: Counter, *labels: str) -> Observation:
+    """An increment to make after the commit (the series appears only when it counts)."""
+    return lambda: counter.labels(*labels).inc()
+
+
+def department_label(org: Organisation, department: str) -> str:
+    # Label values come from configuration only.
+    return department if department in org.departments else "unknown"
+
 
 def sla_buckets(org: Organisation) -> tuple[float, ...]:
     """Every configured target is a bucket boundary, so `le="<target>"` gives exact compliance."""

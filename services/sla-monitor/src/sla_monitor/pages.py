@@ -28,8 +28,7 @@ from kcc_shared.problems import Problem
 from kcc_shared.web import current_user_or_none, require_login
 from werkzeug.wrappers import Response
 
-from sla_monitor.service import CONTEXT_EXTENSION, SlaContext, UnknownDepartment
-from sla_monitor.store import WINDOWS
+from sla_monitor.summary import CONTEXT_EXTENSION, WINDOWS, SlaContext
 
 pages_blp = Blueprint(
     "pages",
@@ -279,10 +278,7 @@ def department(department: str) -> tuple[str, int, dict[str, str]]:
             "Als medewerker zie je de vragen van je eigen afdelingen; kies er een in het "
             "SLA-overzicht.",
         )
-    try:
-        listed = context.late_questions(department)
-    except UnknownDepartment:  # the organisation changed between the two looks
-        raise PageError(404, "Afdeling niet gevonden", "Deze afdeling bestaat niet.") from None
+    listed = context.late_questions(department)
     now: datetime = listed["generated_at"]
     return _page(
         render_template(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from sla_monitor.store import WINDOWS
+from sla_monitor.summary import WINDOWS
 
 
 class SummaryQueryArgsSchema(Schema):

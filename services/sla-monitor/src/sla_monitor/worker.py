@@ -18,7 +18,9 @@ from kcc_shared.topology import service_queue
 from sqlalchemy import Connection
 
 from sla_monitor import metrics
-from sla_monitor.store import Observation, SlaStore, outbox, processed
+from sla_monitor.metrics import Observation
+from sla_monitor.store import SlaStore
+from sla_monitor.tables import outbox, processed
 
 __all__ = ["QUEUE", "SERVICE", "DeadlineScheduler", "SlaIngest", "SlaMonitor", "utcnow"]
 
@@ -82,7 +84,7 @@ class DeadlineScheduler:
         on_fired: Callable[[], None] = lambda: None,
         max_wait: float = SCHEDULER_MAX_WAIT,
     ) -> None:
-        self._store = store
+        self._notices = store.notices
         self._clock = clock
         self._on_fired = on_fired
         self._max_wait = max_wait
@@ -92,7 +94,7 @@ class DeadlineScheduler:
 
     def tick(self) -> int:
         """Announce everything due now; returns how many notices went into the outbox."""
-        total, observations = self._store.fire_due(self._clock())
+        total, observations = self._notices.fire_due(self._clock())
         for observe in observations:
             observe()
         if total:
@@ -130,7 +132,7 @@ class DeadlineScheduler:
             self._wakeup.clear()
             try:
                 self.tick()
-                due = self._store.earliest_due()
+                due = self._notices.earliest_due()
             except Exception:  # a DB hiccup must not end the scheduler; the next tick retries
                 log.exception("sla_scheduler_failed")
                 due = None
