@@ -108,9 +108,10 @@ CMD ["kcc", "router", "run"]
 # ---------------------------------------------------------------------------------------------
 FROM runtime AS sla-monitor
 LABEL org.opencontainers.image.title="kcc/sla-monitor" \
-      org.opencontainers.image.description="KCC SLA monitor: clocks, warnings, metrics and the SLA page (kcc sla run)"
-EXPOSE 9100
+      org.opencontainers.image.description="KCC SLA monitor: SLA page and summary API (kcc sla serve); also runs kcc sla run (clocks, warnings, metrics)"
+ENV KCC_HTTP_BIND=0.0.0.0:8003
+EXPOSE 8003 9100
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; port = (os.environ.get('KCC_METRICS_PORT') or '9100').strip(); urllib.request.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; port = (os.environ.get('KCC_HTTP_BIND') or '0.0.0.0:8003').rpartition(':')[2].strip(); urllib.request.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=4)"]
 USER 10001:10001
-CMD ["kcc", "sla", "run"]
+CMD ["kcc", "sla", "serve"]

@@ -35,10 +35,10 @@ TARGETS = {
     "intake": ["kcc", "intake", "serve"],
     "backoffice": ["kcc", "backoffice", "serve"],
     "router": ["kcc", "router", "run"],
-    "sla-monitor": ["kcc", "sla", "run"],
+    "sla-monitor": ["kcc", "sla", "serve"],
 }
 # gunicorn binds KCC_HTTP_BIND; every other process serves health on KCC_METRICS_PORT.
-HTTP_COMMANDS = {("intake", "serve"), ("backoffice", "serve")}
+HTTP_COMMANDS = {("intake", "serve"), ("backoffice", "serve"), ("sla", "serve")}
 
 
 # -- parsing ----------------------------------------------------------------------------------
