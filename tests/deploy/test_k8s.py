@@ -47,7 +47,7 @@ IMAGE_OF_GROUP = {
     "router": "kcc/router",
     "sla": "kcc/sla-monitor",
 }
-GUNICORN_COMMANDS = {("intake", "serve"), ("backoffice", "serve")}
+GUNICORN_COMMANDS = {("intake", "serve"), ("backoffice", "serve"), ("sla", "serve")}
 # These are scaled out by an autoscaler (the issue: intake, router and back office).
 AUTOSCALED = {"intake-api", "router", "backoffice-api"}
 
@@ -212,10 +212,11 @@ def app(group, command):
     if (group, command) == ("backoffice", "serve"):
         from backoffice.app import create_app
         return create_app(config)
-    if (group, command) == ("sla", "run"):
+    if (group, command) == ("sla", "serve"):
         from sla_monitor.app import create_app
         return create_app(config)
-    # The consumers and the router serve kcc_shared.health's app (HealthServer).
+    # The consumers, the router and the SLA monitor's worker serve kcc_shared.health's app
+    # (HealthServer).
     from kcc_shared.health import health_app
     return health_app({})
 
@@ -362,6 +363,7 @@ def test_every_container_runs_a_real_kcc_command_from_the_matching_image(
         "router run",
         "backoffice serve",
         "backoffice consume",
+        "sla serve",
         "sla run",
     }
 
@@ -524,7 +526,7 @@ def test_each_service_has_its_own_database_and_tokens_live_in_one(manifests: Man
             databases.setdefault(group, set()).add(env["KCC_DATABASE_URL"])
         if "KCC_AUTH_DATABASE_URL" in env:
             auth.add(env["KCC_AUTH_DATABASE_URL"])
-        if _command(container)[1:3] in GUNICORN_COMMANDS or group == "sla":
+        if _command(container)[1:3] in GUNICORN_COMMANDS:
             # Without it a service would look for tokens in its own database.
             assert "KCC_AUTH_DATABASE_URL" in env, container["name"]
     assert set(databases) == {"intake", "backoffice", "sla"}  # the router keeps no store
@@ -693,7 +695,7 @@ def test_services_select_one_deployment_and_target_a_port_it_serves(
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in _container_ports(container), port
         exposed.add(selected[0])
-    assert exposed == {"intake-api", "backoffice-api", "sla-monitor"}
+    assert exposed == {"intake-api", "backoffice-api", "sla-web"}
 
 
 def test_topology_spread_and_deployment_selectors_match_their_own_pods(
