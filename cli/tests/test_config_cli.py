@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from kcc_cli.config import config_group
+from kcc_shared.config import Config
 from kcc_shared.organisation import load_organisation
 
 VALID = """\
@@ -191,3 +192,17 @@ def test_example_never_overwrites(runner: CliRunner, tmp_path: Path) -> None:
     assert "organisation.yaml already exists; nothing was copied" in result.output
     assert (folder / "organisation.yaml").read_text(encoding="utf-8") == "# mijn eigen werk\n"
     assert not (folder / "voorbeeldvragen.jsonl").exists()
+
+
+def test_env_lists_every_setting_as_an_environment_file_of_the_defaults(
+    runner: CliRunner,
+) -> None:
+    result = runner.invoke(config_group, ["env"])
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assigned = dict(line.split("=", 1) for line in lines if line.startswith("KCC_"))
+    unset = {line[2:-1] for line in lines if line.startswith("# KCC_") and line.endswith("=")}
+    assert set(assigned) | unset == {variable for variable, _, _ in Config.describe()}
+    assert Config.from_env(assigned) == Config()
+    assert "# Threads per gunicorn worker" in result.output

@@ -48,7 +48,7 @@ def test_every_variable_read_from_the_environment_elsewhere_is_documented() -> N
     for top in ("shared/src", "services", "cli/src", "bench"):
         sources += [p for p in (REPO_ROOT / top).rglob("*.py") if "tests" not in p.parts]
     read = {name for path in sources for name in _ENV_READ.findall(path.read_text("utf-8"))}
-    assert {"KCC_HTTP_BIND", "KCC_REQUIRE_SERVICES"} <= read  # the scan itself works
+    assert "KCC_REQUIRE_SERVICES" in read  # the scan itself works
 
     missing = sorted(read - set(documented()))
 

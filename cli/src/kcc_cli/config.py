@@ -1,11 +1,14 @@
-"""The ``kcc config`` commands: validate an organisation file before anything reads it."""
+"""The ``kcc config`` commands: validate an organisation file before anything reads it, and
+list the KCC_* settings every service reads."""
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from pathlib import Path
 
 import click
+from kcc_shared.config import Config
 from kcc_shared.examples import DatasetError, check_labels, read_labelled_file
 from kcc_shared.organisation import Organisation, OrganisationError, load_organisation
 from router.model import MIN_EXAMPLES_PER_DEPARTMENT
@@ -41,6 +44,20 @@ def check_command(file: Path | None) -> None:
     )
     if summary:
         click.echo(summary)
+
+
+@config_group.command("env")
+def env_command() -> None:
+    """Print every KCC_* setting with what it does and its default, as an environment file to
+    start from (a setting without a default is commented out). docs/configuration.md says more.
+    """
+    for variable, default, help_ in Config.describe():
+        click.echo(textwrap.fill(help_, width=98, initial_indent="# ", subsequent_indent="# "))
+        value = default.strip("'")
+        if default == "None":
+            click.echo(f"# {variable}=\n")
+        else:
+            click.echo(f"{variable}={value.lower() if value in ('True', 'False') else value}\n")
 
 
 @config_group.command("example")

@@ -23,183 +23,136 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
-def _doc(env: str, help_: str) -> dict[str, str]:
-    return {"env": env, "help": help_}
+def _setting(default: Any, help_: str, parse: Callable[[str], Any] | None = None) -> Any:
+    """A setting: its variable is KCC_ and the field's name in capitals; `parse` casts the
+    variable's text (default: by the field's type)."""
+    return field(default=default, metadata={"help": help_, "parse": parse})
 
 
 @dataclass(frozen=True)
 class Config:
-    """Every setting of every service. Each field names its variable and says what it does."""
+    """Every setting of every service: each field is one variable (KCC_<FIELD>) and says what
+    it does; `validate` holds the checks that span fields or need more than a cast."""
 
-    database_url: str = field(
-        default="sqlite:///var/kcc.db",
-        metadata=_doc(
-            "KCC_DATABASE_URL",
-            "SQLAlchemy URL of this service's own store: sqlite:///path or "
-            "postgresql+psycopg://user@host/db.",
-        ),
+    database_url: str = _setting(
+        "sqlite:///var/kcc.db",
+        "SQLAlchemy URL of this service's own store: sqlite:///path or "
+        "postgresql+psycopg://user@host/db.",
     )
-    auth_database_url: str | None = field(
-        default=None,
-        metadata=_doc(
-            "KCC_AUTH_DATABASE_URL",
-            "Where the API tokens live (shared by all services); defaults to KCC_DATABASE_URL.",
-        ),
+    auth_database_url: str | None = _setting(
+        None, "Where the API tokens live (shared by all services); defaults to KCC_DATABASE_URL."
     )
-    broker_url: str = field(
-        default="amqp://guest:guest@127.0.0.1:5672//",
-        metadata=_doc("KCC_BROKER_URL", "AMQP URL of RabbitMQ, or memory:// (one process only)."),
+    broker_url: str = _setting(
+        "amqp://guest:guest@127.0.0.1:5672//",
+        "AMQP URL of RabbitMQ, or memory:// (one process only).",
     )
-    organisation_file: str | None = field(
-        default=None,
-        metadata=_doc(
-            "KCC_ORGANISATION_FILE",
-            "The organisation YAML (departments, calendars, rules); default: the shipped example.",
-        ),
+    organisation_file: str | None = _setting(
+        None, "The organisation YAML (departments, calendars, rules); default: the shipped example."
     )
-    routing_model: str | None = field(
-        default=None,
-        metadata=_doc(
-            "KCC_ROUTING_MODEL",
-            "The router's model file (kcc router train); reloaded when it changes. Unset: the "
-            "shipped demo organisation uses its shipped model, any other organisation file its "
-            "rules alone.",
-        ),
+    routing_model: str | None = _setting(
+        None,
+        "The router's model file (kcc router train); reloaded when it changes. Unset: the "
+        "shipped demo organisation uses its shipped model, any other organisation file its "
+        "rules alone.",
     )
-    log_level: str = field(
-        default="INFO", metadata=_doc("KCC_LOG_LEVEL", "DEBUG/INFO/WARNING/ERROR.")
+    log_level: str = _setting("INFO", "DEBUG/INFO/WARNING/ERROR.", str.upper)
+    log_format: str = _setting("json", "json (one object a line) or text.", str.lower)
+    publish_timeout: float = _setting(
+        5.0,
+        "Seconds to wait for a broker connection and publisher confirms; keep it well under "
+        "the gunicorn worker timeout.",
     )
-    log_format: str = field(
-        default="json", metadata=_doc("KCC_LOG_FORMAT", "json (one object a line) or text.")
+    outbox_relay: bool = _setting(
+        True,
+        "Run the outbox relay inside this process (true/false). Off only when a separate "
+        "relay process publishes.",
     )
-    publish_timeout: float = field(
-        default=5.0,
-        metadata=_doc(
-            "KCC_PUBLISH_TIMEOUT",
-            "Seconds to wait for a broker connection and publisher confirms; keep it well under "
-            "the gunicorn worker timeout.",
-        ),
+    outbox_poll_interval: float = _setting(
+        1.0, "Seconds between outbox sweeps; a commit also wakes the relay at once."
     )
-    outbox_relay: bool = field(
-        default=True,
-        metadata=_doc(
-            "KCC_OUTBOX_RELAY",
-            "Run the outbox relay inside this process (true/false). Off only when a separate "
-            "relay process publishes.",
-        ),
+    outbox_batch_size: int = _setting(200, "Rows published per confirm batch.")
+    prefetch: int = _setting(
+        200, "Unacked messages a consumer may hold per queue (router, intake, SLA monitor)."
     )
-    outbox_poll_interval: float = field(
-        default=1.0,
-        metadata=_doc(
-            "KCC_OUTBOX_POLL_INTERVAL",
-            "Seconds between outbox sweeps; a commit also wakes the relay at once.",
-        ),
+    backoffice_prefetch: int = _setting(
+        50,
+        "Unacked messages the back office's consumer may hold per queue. It consumes one queue "
+        "per department plus backoffice.events, so it holds up to this many times "
+        "(departments + 1); hence its own, lower default than KCC_PREFETCH.",
     )
-    outbox_batch_size: int = field(
-        default=200, metadata=_doc("KCC_OUTBOX_BATCH_SIZE", "Rows published per confirm batch.")
+    consumer_batch_size: int = _setting(
+        100,
+        "Messages an event consumer applies in one transaction; capped at the consumer's "
+        "prefetch, since a batch is gathered from unacked messages.",
     )
-    prefetch: int = field(
-        default=200, metadata=_doc("KCC_PREFETCH", "Unacked messages a consumer may hold.")
+    heartbeat: int = _setting(
+        20,
+        "AMQP heartbeat interval (seconds, 1-300) of every consuming connection: a "
+        "connection that went silent (a dropped NAT entry, a dead broker host) is noticed "
+        "after two missed intervals and the consumer reconnects.",
     )
-    consumer_batch_size: int = field(
-        default=100,
-        metadata=_doc(
-            "KCC_CONSUMER_BATCH_SIZE",
-            "Messages an event consumer applies in one transaction; capped at the consumer's "
-            "prefetch, since a batch is gathered from unacked messages.",
-        ),
+    stall_timeout: float = _setting(
+        120.0,
+        "Liveness: a consumer that holds messages and settled none for this many seconds "
+        "(10-3600) makes /healthz answer 503, so the supervisor restarts the process.",
     )
-    heartbeat: int = field(
-        default=20,
-        metadata=_doc(
-            "KCC_HEARTBEAT",
-            "AMQP heartbeat interval (seconds, 1-300) of every consuming connection: a "
-            "connection that went silent (a dropped NAT entry, a dead broker host) is noticed "
-            "after two missed intervals and the consumer reconnects.",
-        ),
+    metrics_port: int = _setting(9100, "HTTP port for /metrics, /healthz, /readyz of a consumer.")
+    metrics_host: str = _setting("127.0.0.1", "Address that port binds to (0.0.0.0 in containers).")
+    http_bind: str | None = _setting(
+        None,
+        "host:port (or unix:PATH) gunicorn listens on; unset: 127.0.0.1 and the service's own "
+        "port (intake 8001, back office 8002, SLA monitor 8003).",
     )
-    stall_timeout: float = field(
-        default=120.0,
-        metadata=_doc(
-            "KCC_STALL_TIMEOUT",
-            "Liveness: a consumer that holds messages and settled none for this many seconds "
-            "(10-3600) makes /healthz answer 503, so the supervisor restarts the process.",
-        ),
+    http_workers: int = _setting(
+        2, "gunicorn worker processes (1-64); each opens its own database pool after the fork."
     )
-    metrics_port: int = field(
-        default=9100,
-        metadata=_doc(
-            "KCC_METRICS_PORT", "HTTP port for /metrics, /healthz, /readyz of a consumer."
-        ),
+    http_threads: int = _setting(
+        32,
+        "Threads per gunicorn worker (gthread, 2-1000): every open live stream holds one, so "
+        "keep it above KCC_STREAMS_PER_PROCESS; the rest serve the API and health checks.",
     )
-    metrics_host: str = field(
-        default="127.0.0.1",
-        metadata=_doc("KCC_METRICS_HOST", "Address that port binds to (0.0.0.0 in containers)."),
+    auth_cache_seconds: float = _setting(
+        10.0,
+        "How long a checked API token is trusted without asking the database again; a "
+        "token revoked elsewhere stops working within this time. 0 turns the cache off.",
     )
-    auth_cache_seconds: float = field(
-        default=10.0,
-        metadata=_doc(
-            "KCC_AUTH_CACHE_SECONDS",
-            "How long a checked API token is trusted without asking the database again; a "
-            "token revoked elsewhere stops working within this time. 0 turns the cache off.",
-        ),
+    secret_key: str | None = _setting(
+        None, "Signs session cookies of the web pages; required there."
     )
-    secret_key: str | None = field(
-        default=None,
-        metadata=_doc("KCC_SECRET_KEY", "Signs session cookies of the web pages; required there."),
-    )
-    session_cookie_secure: bool = field(
-        default=True,
-        metadata=_doc(
-            "KCC_SESSION_COOKIE_SECURE",
-            "Send the web pages' session cookie over HTTPS only (true/false). Off only for "
-            "plain http://localhost (kcc dev).",
-        ),
+    session_cookie_secure: bool = _setting(
+        True,
+        "Send the web pages' session cookie over HTTPS only (true/false). Off only for "
+        "plain http://localhost (kcc dev).",
     )
 
-    sla_public_page: bool = field(
-        default=False,
-        metadata=_doc(
-            "KCC_SLA_PUBLIC_PAGE",
-            "Show the SLA monitor's overview page (/sla) without a login, e.g. on a wall "
-            "screen (true/false). Off: staff and operators log in with their token "
-            "(needs KCC_SECRET_KEY).",
-        ),
+    sla_public_page: bool = _setting(
+        False,
+        "Show the SLA monitor's overview page (/sla) without a login, e.g. on a wall "
+        "screen (true/false). Off: staff and operators log in with their token "
+        "(needs KCC_SECRET_KEY).",
     )
-    metrics_token: str | None = field(
-        default=None,
-        metadata=_doc(
-            "KCC_METRICS_TOKEN",
-            "When set, /metrics answers only with `Authorization: Bearer <token>` (Prometheus: "
-            "authorization.credentials_file). Unset: /metrics is open; keep it off the public "
-            "network.",
-        ),
+    metrics_token: str | None = _setting(
+        None,
+        "When set, /metrics answers only with `Authorization: Bearer <token>` (Prometheus: "
+        "authorization.credentials_file). Unset: /metrics is open; keep it off the public "
+        "network.",
     )
 
-    streams_per_process: int = field(
-        default=24,
-        metadata=_doc(
-            "KCC_STREAMS_PER_PROCESS",
-            "Live update streams (SSE) one intake or back-office process serves at once; each "
-            "holds a server thread, so keep it under KCC_HTTP_THREADS. More: 503.",
-        ),
+    streams_per_process: int = _setting(
+        24,
+        "Live update streams (SSE) one intake or back-office process serves at once; each "
+        "holds a server thread, so keep it under KCC_HTTP_THREADS. More: 503.",
     )
-    retention_days: int = field(
-        default=30,
-        metadata=_doc(
-            "KCC_RETENTION_DAYS",
-            "Days `kcc <service> prune` keeps processed-event ids, sent outbox rows and the "
-            "agents' update feed (at least 7).",
-        ),
+    retention_days: int = _setting(
+        30,
+        "Days `kcc <service> prune` keeps processed-event ids, sent outbox rows and the "
+        "agents' update feed (at least 7).",
     )
-    streams_per_user: int = field(
-        default=4,
-        metadata=_doc(
-            "KCC_STREAMS_PER_USER",
-            "Live update streams one person may hold open in one intake or back-office "
-            "process (tabs with the desk or inbox); more: 429, so one person cannot take "
-            "every slot.",
-        ),
+    streams_per_user: int = _setting(
+        4,
+        "Live update streams one person may hold open in one intake or back-office "
+        "process (tabs with the desk or inbox); more: 429, so one person cannot take "
+        "every slot.",
     )
 
     @property
@@ -213,12 +166,13 @@ class Config:
         values: dict[str, Any] = {}
         problems: list[str] = []
         for f in fields(cls):
-            name = f.metadata["env"]
-            if name not in env or env[name] == "":
+            name = _env(f.name)
+            if not env.get(name):
                 continue
             raw = env[name]
+            parse = f.metadata["parse"] or _PARSERS.get(str(f.type), str)
             try:
-                values[f.name] = _CASTS[f.name](raw)
+                values[f.name] = parse(raw.strip())
             except ValueError as exc:
                 problems.append(f"{name}={raw!r}: {exc}")
         values.update(overrides)
@@ -267,6 +221,8 @@ class Config:
             problems.append("KCC_AUTH_CACHE_SECONDS: must be between 0 and 300 seconds")
         if not 1 <= self.prefetch <= 10000:
             problems.append("KCC_PREFETCH: must be between 1 and 10000")
+        if not 1 <= self.backoffice_prefetch <= 10000:
+            problems.append("KCC_BACKOFFICE_PREFETCH: must be between 1 and 10000")
         if not 1 <= self.consumer_batch_size <= 5000:
             problems.append("KCC_CONSUMER_BATCH_SIZE: must be between 1 and 5000")
         if not 1 <= self.heartbeat <= 300:
@@ -281,6 +237,12 @@ class Config:
             problems.append("KCC_STREAMS_PER_PROCESS: must be between 1 and 10000")
         if not 1 <= self.streams_per_user <= self.streams_per_process:
             problems.append("KCC_STREAMS_PER_USER: must be between 1 and KCC_STREAMS_PER_PROCESS")
+        if self.http_bind is not None and not _is_bind(self.http_bind):
+            problems.append("KCC_HTTP_BIND: must be host:port or unix:PATH")
+        if not 1 <= self.http_workers <= 64:
+            problems.append("KCC_HTTP_WORKERS: must be between 1 and 64")
+        if not 2 <= self.http_threads <= 1000:
+            problems.append("KCC_HTTP_THREADS: must be between 2 and 1000")
         if self.metrics_token is not None and not (
             16 <= len(self.metrics_token) <= 200
             and all("!" <= c <= "~" for c in self.metrics_token)
@@ -292,15 +254,22 @@ class Config:
     @classmethod
     def describe(cls) -> list[tuple[str, str, str]]:
         """(variable, default, help) for every setting, for docs and `kcc config env`."""
-        return [(f.metadata["env"], repr(f.default), f.metadata["help"]) for f in fields(cls)]
+        return [(_env(f.name), repr(f.default), f.metadata["help"]) for f in fields(cls)]
 
 
 def _env(field_name: str) -> str:
-    return str(next(f.metadata["env"] for f in fields(Config) if f.name == field_name))
+    return "KCC_" + field_name.upper()
+
+
+def _is_bind(bind: str) -> bool:
+    if bind.startswith("unix:"):
+        return len(bind) > len("unix:")
+    host, _, port = bind.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) <= 65535
 
 
 def _bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
+    lowered = raw.lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
     if lowered in ("0", "false", "no", "off"):
@@ -311,49 +280,16 @@ def _bool(raw: str) -> bool:
 def _number(kind: Callable[[str], T]) -> Callable[[str], T]:
     def cast(raw: str) -> T:
         try:
-            return kind(raw.strip())
+            return kind(raw)
         except ValueError:
             raise ValueError(f"must be a{'n integer' if kind is int else ' number'}") from None
 
     return cast
 
 
-def _upper(raw: str) -> str:
-    return raw.strip().upper()
-
-
-def _lower(raw: str) -> str:
-    return raw.strip().lower()
-
-
-def _plain(raw: str) -> str:
-    return raw.strip()
-
-
-_CASTS: Final[Mapping[str, Callable[[str], Any]]] = {
-    "database_url": _plain,
-    "auth_database_url": _plain,
-    "broker_url": _plain,
-    "organisation_file": _plain,
-    "routing_model": _plain,
-    "log_level": _upper,
-    "log_format": _lower,
-    "publish_timeout": _number(float),
-    "outbox_relay": _bool,
-    "outbox_poll_interval": _number(float),
-    "outbox_batch_size": _number(int),
-    "prefetch": _number(int),
-    "consumer_batch_size": _number(int),
-    "heartbeat": _number(int),
-    "stall_timeout": _number(float),
-    "metrics_port": _number(int),
-    "auth_cache_seconds": _number(float),
-    "metrics_host": _plain,
-    "secret_key": _plain,
-    "session_cookie_secure": _bool,
-    "metrics_token": _plain,
-    "sla_public_page": _bool,
-    "streams_per_process": _number(int),
-    "retention_days": _number(int),
-    "streams_per_user": _number(int),
+# How a variable's text becomes the field's type, by the type as the field declares it.
+_PARSERS: Final[Mapping[str, Callable[[str], Any]]] = {
+    "int": _number(int),
+    "float": _number(float),
+    "bool": _bool,
 }

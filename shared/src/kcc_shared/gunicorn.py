@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-# Note: import nothing that imports prometheus_client here. gunicorn's master reads this
-# before any worker imports the app, and PROMETHEUS_MULTIPROC_DIR must be set by then.
+# Note: import nothing that imports prometheus_client here (config imports the standard library
+# only). gunicorn's master reads this before any worker imports the app, and
+# PROMETHEUS_MULTIPROC_DIR must be set by then.
+from kcc_shared.config import Config, ConfigError
+
+# As the services' commands: the configuration keeps the process from starting.
+EXIT_CONFIG = 2
 
 
 def settings(service: str, default_port: int) -> dict[str, Any]:
     """Module-level settings for `gunicorn -c python:<service>.gunicorn_conf`."""
+    try:
+        # Checked in the master, so a wrong variable stops gunicorn once with every problem
+        # named, instead of every worker failing to boot.
+        config = Config.from_env()
+    except ConfigError as exc:
+        print(f"{service}: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
     metrics_dir = os.environ.setdefault(
         "PROMETHEUS_MULTIPROC_DIR", str(Path(tempfile.gettempdir()) / f"kcc-{service}-metrics")
     )
@@ -29,11 +42,11 @@ def settings(service: str, default_port: int) -> dict[str, Any]:
         multiprocess.mark_process_dead(worker.pid)
 
     return {
-        "bind": os.environ.get("KCC_HTTP_BIND", f"127.0.0.1:{default_port}"),
-        "workers": int(os.environ.get("KCC_HTTP_WORKERS", "2")),
+        "bind": config.http_bind or f"127.0.0.1:{default_port}",
+        "workers": config.http_workers,
         # Threads: a slow client or a blocked database call does not hold up a whole worker.
         "worker_class": "gthread",
-        "threads": int(os.environ.get("KCC_HTTP_THREADS", "8")),
+        "threads": config.http_threads,
         # Every publish and database wait is bounded well under this (KCC_PUBLISH_TIMEOUT).
         "timeout": 30,
         "graceful_timeout": 20,

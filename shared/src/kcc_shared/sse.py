@@ -44,10 +44,6 @@ DEFAULT_POLL_INTERVAL: Final = 1.0
 DEFAULT_HEARTBEAT: Final = 15.0
 DEFAULT_MAX_SECONDS: Final = 300.0
 DEFAULT_QUEUE_SIZE: Final = 100
-# Every open stream holds one server thread: leave the rest for the API.
-DEFAULT_MAX_SUBSCRIBERS: Final = 24
-# One person (a few tabs, a reconnect racing the old stream) may not take every slot.
-DEFAULT_MAX_PER_USER: Final = 4
 # How often an idle stream looks whether its client is still there (a closed socket).
 CLIENT_CHECK_SECONDS: Final = 1.0
 PAGE: Final = 200
@@ -140,7 +136,8 @@ class Subscription:
 
 class LiveFeed:
     """Follows a table through `read(after_seq, limit, keys)` and hands each new entry to the
-    streams whose keys it names. `on_count` hears the number of open streams (a metrics gauge)."""
+    streams whose keys it names. `on_count` hears the number of open streams (a metrics gauge);
+    the two limits are Config's streams_per_process and streams_per_user."""
 
     def __init__(
         self,
@@ -153,8 +150,8 @@ class LiveFeed:
         heartbeat: float = DEFAULT_HEARTBEAT,
         max_seconds: float = DEFAULT_MAX_SECONDS,
         queue_size: int = DEFAULT_QUEUE_SIZE,
-        max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
-        max_per_user: int = DEFAULT_MAX_PER_USER,
+        max_subscribers: int,
+        max_per_user: int,
     ) -> None:
         self._read = read
         self.latest = latest

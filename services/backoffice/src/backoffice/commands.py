@@ -77,7 +77,7 @@ def consume() -> None:
     worker = InboxWorker(
         config.broker_url,
         store,
-        prefetch=min(config.prefetch, 50),
+        prefetch=config.backoffice_prefetch,
         batch_size=config.consumer_batch_size,
         publish_timeout=config.publish_timeout,
         heartbeat=config.heartbeat,
