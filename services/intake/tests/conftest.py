@@ -98,7 +98,7 @@ def deliver(app: Flask) -> Callable[..., Event]:
         actor = Actor("staff", "staff-eva") if f"request.{type_}" in STAFF_EVENTS else SYSTEM
         event = new_event(f"request.{type_}", request_id=request_id, actor=actor, data=data)
         with write(store.engine) as connection:
-            store.apply_event(connection, event)
+            store.apply_events(connection, [event])
         return event
 
     return apply

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from intake.expectation import expected_answer
-from intake.store import Request, TimelineEntry
+from intake.view import Request, TimelineEntry
 from kcc_shared.organisation import Organisation, load_organisation
 
 NL = ZoneInfo("Europe/Amsterdam")

@@ -12,7 +12,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from intake.reference import MalformedReference, Reference, looks_like_reference, parse
-from intake.store import NewRequest, RequestStore, reference_counters, references_table
+from intake.store import RequestStore, reference_counters, references_table
+from intake.view import NewRequest
 from kcc_shared.auth import Principal
 from sqlalchemy import delete, select
 

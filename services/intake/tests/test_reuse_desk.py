@@ -13,7 +13,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from intake.app import create_app
-from intake.store import NewRequest, outbox, requests_table
+from intake.store import outbox, requests_table
+from intake.view import NewRequest
 from kcc_shared.api import TOKENS_EXTENSION
 from kcc_shared.auth import Principal
 from kcc_shared.config import Config
@@ -82,7 +83,7 @@ def reusable(app: Flask) -> str:
         },
     )
     with write(store.engine) as connection:
-        store.apply_event(connection, event)
+        store.apply_events(connection, [event])
     return str(filed.request.id)
 
 
@@ -198,7 +199,7 @@ def test_a_withdrawn_answer_counts_nothing_and_keeps_the_question(
         data={"department": "afval", "staff_id": "staff-eva", "reusable": False},
     )
     with write(store.engine) as connection:
-        store.apply_event(connection, event)
+        store.apply_events(connection, [event])
     before = counts(app)
 
     for answer in (reusable, str(uuid.uuid4()), "geen-id"):

@@ -16,8 +16,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from intake.knowledge import reusable_answers
-from intake.store import LOCAL, outbox
+from intake.store import outbox
 from intake.suggestions import Suggestions
+from intake.view import LOCAL
 from kcc_shared.db import write
 from kcc_shared.events import Actor, Event, new_event, parse_event
 from kcc_shared.organisation import load_organisation
@@ -74,7 +75,7 @@ def event_to(app: Flask) -> Deliver:
             data=data,
         )
         with write(store.engine) as connection:
-            store.apply_event(connection, event)
+            store.apply_events(connection, [event])
         return event
 
     return apply
@@ -225,7 +226,7 @@ def test_a_redelivered_answer_is_kept_once(
     )
     for _ in range(2):
         with write(store.engine) as connection:
-            store.apply_event(connection, event)
+            store.apply_events(connection, [event])
 
     assert [s["request_id"] for s in suggest(client, agent_token, TYPED)] == [container]
     with store.engine.connect() as connection:
@@ -305,11 +306,12 @@ def test_the_use_coming_back_changes_no_timeline(
     [body] = outbox_events(app, "request.answer_reused")
     before = js(client.get(f"/api/v1/requests/{container}", headers=bearer(agent_token)))
 
+    event = parse_event(body)
     with write(store.engine) as connection:
-        outcome = store.apply_event(connection, parse_event(body))
+        outcomes = store.apply_events(connection, [event])
 
     after = js(client.get(f"/api/v1/requests/{container}", headers=bearer(agent_token)))
-    assert outcome == "recorded"
+    assert outcomes == {event.id: "recorded"}
     assert after["timeline"] == before["timeline"]
 
 

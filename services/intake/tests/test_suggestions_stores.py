@@ -64,7 +64,7 @@ def fill(app: Flask, earlier: list[dict[str, Any]]) -> str:
             },
         )
         with write(store.engine) as connection:
-            store.apply_event(connection, event)
+            store.apply_events(connection, [event])
     return str(token)
 
 

@@ -6,29 +6,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Response, current_app, request, url_for
+from flask import current_app, request, url_for
 from flask.views import MethodView
 from kcc_shared.api import BEARER, Blueprint, current_principal, errors, requires
-from kcc_shared.auth import Principal
 from kcc_shared.events import CHANNELS, PRIORITIES
-from kcc_shared.metrics import BSN_REDACTIONS
-from kcc_shared.privacy import contains_bsn, redact_bsn
-from kcc_shared.problems import Problem
-from kcc_shared.sse import StreamsFull, UserStreamsFull, client_gone_check, parse_last_event_id
+from kcc_shared.privacy import contains_bsn
 from marshmallow import RAISE
 
+from intake.errors import InvalidInput
 from intake.expectation import as_json, expected_answer
-from intake.metrics import (
-    ANSWERS_REUSED,
-    CLARIFICATIONS,
-    IDEMPOTENT_REPLAYS,
-    RATING_THANKS,
-    RATINGS,
-    REQUESTS_CANCELLED,
-    REQUESTS_SUBMITTED,
-    SERVICE,
-    STREAMS_REFUSED,
-)
 from intake.reference import Reference, looks_like_reference
 from intake.reference import parse as parse_reference
 from intake.schemas import (
@@ -45,8 +31,9 @@ from intake.schemas import (
     SuggestionQueryArgsSchema,
 )
 from intake.service import IntakeContext
-from intake.store import LOCAL, NewRequest, Rating, Request
-from intake.suggestions import Reuse, Suggestion
+from intake.stream import last_event_id, stream_response
+from intake.suggestions import Suggestion
+from intake.view import LOCAL, Request
 
 requests_blp = Blueprint(
     "requests",
@@ -95,18 +82,6 @@ STREAM_EVENT_SCHEMA: dict[str, Any] = {
 }
 
 
-class InvalidInput(Problem):
-    status, title, slug = 400, "Invalid request", "validation"
-
-
-class TooManyStreams(Problem):
-    status, title, slug = 503, "Too many live streams", "too-many-streams"
-
-
-class TooManyOwnStreams(Problem):
-    status, title, slug = 429, "Too many live streams of yours", "too-many-own-streams"
-
-
 def _context() -> IntakeContext:
     context: IntakeContext = current_app.extensions["kcc.intake"]
     return context
@@ -127,78 +102,6 @@ def _with_links(request_: Request) -> dict[str, Any]:
     return body
 
 
-def redacted(text: str, field: str) -> str:
-    """Agent-written text without citizen service numbers (counted per field)."""
-    clean, redactions = redact_bsn(text)
-    if redactions:
-        BSN_REDACTIONS.labels(SERVICE, field).inc(redactions)
-    return clean
-
-
-def clarify(context: IntakeContext, agent: Principal, request_id: str, text: str) -> Request:
-    """Answer the clarification question (the API and the agent desk page share this)."""
-    clarified = context.store.clarify(request_id, agent, redacted(text.strip(), "clarification"))
-    CLARIFICATIONS.inc()
-    context.committed()
-    return clarified
-
-
-def rate(
-    context: IntakeContext, agent: Principal, request_id: str, args: Mapping[str, Any]
-) -> Request:
-    """Rate the answer once; with reopen (score 1-2 and a comment) it goes back."""
-    comment = args.get("comment")
-    rating = Rating(
-        score=args["score"],
-        thanks=args["thanks"],
-        comment=redacted(comment.strip(), "rating_comment") if comment else None,
-        reopen=args["reopen"],
-    )
-    rated = context.store.rate(request_id, agent, rating)
-    RATINGS.labels(str(rating.score), "true" if rating.reopen else "false").inc()
-    if rating.thanks:
-        RATING_THANKS.inc()
-    context.committed()
-    return rated
-
-
-def last_event_id() -> int | None:
-    """Where a reconnecting stream resumes: the Last-Event-ID header (EventSource sends it)
-    or, for a first connection, ?last_event_id= (a page knows the feed position it showed)."""
-    try:
-        return parse_last_event_id(
-            request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
-        )
-    except ValueError:
-        raise InvalidInput(
-            "Last-Event-ID must be the id of an event this stream sent (a whole number).",
-            errors={"Last-Event-ID": ["Not a valid event id."]},
-        ) from None
-
-
-def stream_response(context: IntakeContext, agent_id: str, after: int | None) -> Response:
-    """The text/event-stream response for one agent (the API and the desk page share this)."""
-    try:
-        # Only the agent's own feed rows (the store writes a row per agent who should see it).
-        subscription = context.feed.subscribe(agent_id, frozenset({agent_id}))
-    except UserStreamsFull:
-        STREAMS_REFUSED.inc()
-        raise TooManyOwnStreams(
-            f"You already have {context.feed.max_per_user} live streams open here; close a "
-            "tab with the desk, or retry in a few seconds."
-        ) from None
-    except StreamsFull:
-        STREAMS_REFUSED.inc()
-        raise TooManyStreams(
-            "This server already serves its maximum of live streams; retry in a few seconds."
-        ) from None
-    return Response(
-        context.feed.events(subscription, after, client_gone_check(request.environ)),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
 def _idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -216,45 +119,6 @@ def _idempotency_key() -> str | None:
             errors={"Idempotency-Key": ["Contains a citizen service number (BSN)."]},
         )
     return key
-
-
-def new_request(args: Mapping[str, Any]) -> NewRequest:
-    """Check the catalog and strip citizen service numbers before anything is stored."""
-    context = _context()
-    errors: dict[str, list[str]] = {}
-    category = args["category"]
-    if category is not None and category not in context.organisation.categories:
-        errors["category"] = [
-            f"Unknown category; choose one of GET /api/v1/catalog "
-            f"({', '.join(sorted(context.organisation.categories))})."
-        ]
-    # These two are refused rather than redacted: a reference or a label with [BSN] in it
-    # would be useless, and the agent must see that it was not accepted. The answer names the
-    # field and never repeats the value.
-    citizen_ref = args["citizen_ref"]
-    if citizen_ref is not None and contains_bsn(citizen_ref):
-        errors["citizen_ref"] = [
-            "A citizen service number (BSN) may not be used as a reference; use the KCC "
-            "system's own reference."
-        ]
-    tags = [t.strip() for t in args["tags"]]
-    if not all(tags):
-        errors["tags"] = ["A tag may not be empty or only spaces."]
-    elif any(contains_bsn(t) for t in tags):
-        errors["tags"] = ["A tag may not contain a citizen service number (BSN)."]
-    if errors:
-        raise InvalidInput("The request is not valid; see `errors` for each field.", errors=errors)
-    question, redactions = redact_bsn(args["question"].strip())
-    if redactions:
-        BSN_REDACTIONS.labels(SERVICE, "question").inc(redactions)
-    return NewRequest(
-        question=question,
-        category=category,
-        priority=args["priority"],
-        channel=args["channel"],
-        citizen_ref=citizen_ref,
-        tags=tuple(dict.fromkeys(tags)),
-    )
 
 
 @requests_blp.route("")
@@ -281,16 +145,10 @@ class RequestsView(MethodView):
 
         Answers 202: the request is stored and will be routed; follow it at `links.self`.
         """
-        new = new_request(args)
-        context = _context()
-        submission = context.store.submit(current_principal(), new, _idempotency_key())
+        submission = _context().file(current_principal(), args, _idempotency_key())
         headers = {"Location": url_for("requests.RequestView", request_id=submission.request.id)}
         if submission.replayed:
-            IDEMPOTENT_REPLAYS.inc()
             headers["Idempotent-Replayed"] = "true"
-        else:
-            REQUESTS_SUBMITTED.labels(new.channel, new.priority).inc()
-            context.committed()
         return _with_links(submission.request), 202, headers
 
     @requires("agent", "ops", "admin")
@@ -357,14 +215,7 @@ class CancelView(MethodView):
     @errors(requests_blp, 401, 403, 404, 409)
     def post(self, args: dict[str, Any], request_id: Any) -> Any:
         """Withdraw a request that is not answered yet (the department is told)."""
-        reason = args["reason"]
-        if reason is not None:
-            reason = redacted(reason, "cancel_reason")
-        context = _context()
-        cancelled = context.store.cancel(str(request_id), current_principal(), reason)
-        REQUESTS_CANCELLED.inc()
-        context.committed()
-        return _with_links(cancelled)
+        return _with_links(_context().cancel(current_principal(), str(request_id), args["reason"]))
 
 
 @requests_blp.route("/<uuid:request_id>/clarification")
@@ -381,7 +232,7 @@ class ClarificationView(MethodView):
         event's actor records who answered); the department gets `request.clarified` and the
         request goes back to whoever asked.
         """
-        return _with_links(clarify(_context(), current_principal(), str(request_id), args["text"]))
+        return _with_links(_context().clarify(current_principal(), str(request_id), args["text"]))
 
 
 @requests_blp.route("/<uuid:request_id>/rating")
@@ -397,7 +248,7 @@ class RatingView(MethodView):
         The request is then `closed`; with `reopen` (score 1 or 2, and a comment) it goes back
         to the department that answered, which reads the comment (`request.reopened`).
         """
-        return _with_links(rate(_context(), current_principal(), str(request_id), args))
+        return _with_links(_context().rate(current_principal(), str(request_id), args))
 
 
 @stream_blp.route("")
@@ -437,7 +288,7 @@ class StreamView(MethodView):
     def get(self) -> Any:
         """A live stream of my requests' updates (Server-Sent Events)."""
         after = last_event_id()
-        return stream_response(_context(), current_principal().user_id, after)
+        return stream_response(_context().feed, current_principal().user_id, after)
 
 
 @catalog_blp.route("")
@@ -475,21 +326,6 @@ def department_json(department: str) -> dict[str, str]:
     known = _context().organisation.departments.get(department)
     # A department since removed from the organisation file keeps its id as its name.
     return {"id": department, "name": known.name if known else department}
-
-
-def use_answer(context: IntakeContext, agent: Principal, request_id: str, key: str | None) -> Reuse:
-    """Count "Hiermee is de vraag beantwoord" (the API and the desk page share this)."""
-    reuse = context.suggestions.use(request_id, agent, key)
-    if not reuse.replayed:
-        org = context.organisation
-        ANSWERS_REUSED.labels(
-            reuse.department if reuse.department in org.departments else "unknown",
-            reuse.category
-            if reuse.category in org.categories
-            else ("none" if reuse.category is None else "unknown"),
-        ).inc()
-        context.committed()
-    return reuse
 
 
 @suggestions_blp.route("")
@@ -535,8 +371,7 @@ class SuggestionUsedView(MethodView):
         hears that its answer helped (`request.answer_reused`). 404 when the answer is not
         (or no longer) suggested.
         """
-        context = _context()
-        reuse = use_answer(context, current_principal(), str(request_id), _idempotency_key())
+        reuse = _context().use_answer(current_principal(), str(request_id), _idempotency_key())
         headers = {"Idempotent-Replayed": "true"} if reuse.replayed else {}
         body = {
             "request_id": reuse.request_id,

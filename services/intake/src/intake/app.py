@@ -14,11 +14,11 @@ from kcc_shared.health import broker_check, database_check, health_blueprint
 from kcc_shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, instrument
 from kcc_shared.organisation import load_organisation
 from kcc_shared.outbox import outbox_backlog, relay_for, utcnow
+from kcc_shared.problems import register_problem_handlers
 from kcc_shared.publisher import connection_factory
 from kcc_shared.web import init_web
 
 from intake.api import catalog_blp, requests_blp, stream_blp, suggestions_blp
-from intake.errors import register_error_handlers
 from intake.metrics import SERVICE
 from intake.pages import desk_bp
 from intake.service import IntakeContext
@@ -50,7 +50,7 @@ def create_app(config: Config | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     feed = desk_feed(
-        store,
+        engine,
         max_subscribers=config.streams_per_process,
         max_per_user=config.streams_per_user,
     )
@@ -62,7 +62,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions[TOKENS_EXTENSION] = tokens
 
     api = make_api(app, title="KCC intake", version="1.0.0", description=DESCRIPTION)
-    register_error_handlers(app)
+    register_problem_handlers(app)
     api.register_blueprint(requests_blp)
     api.register_blueprint(stream_blp)
     api.register_blueprint(catalog_blp)

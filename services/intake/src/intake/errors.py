@@ -1,67 +1,88 @@
-"""The intake's one error shape: domain exceptions mapped to problem+json."""
+"""The intake's domain exceptions, each with the problem+json answer it gets (kcc_shared.problems
+answers any Problem; the desk pages catch them by type and say it in Dutch)."""
 
 from __future__ import annotations
 
-from flask import Flask, Response
-from kcc_shared.problems import problem_response, register_problem_handlers
-
-from intake.store import (
-    IdempotencyKeyReused,
-    NotAwaitingClarification,
-    NotRateable,
-    NotRequestOwner,
-    RequestNotCancellable,
-    RequestNotFound,
-)
-from intake.suggestions import AnswerNotReusable
+from kcc_shared.problems import Problem
 
 
-def register_error_handlers(app: Flask) -> None:
-    register_problem_handlers(app)
+class InvalidInput(Problem):
+    status, title, slug = 400, "Invalid request", "validation"
 
-    @app.errorhandler(RequestNotFound)
-    def _not_found(exc: RequestNotFound) -> Response:
-        # The same answer whether the request does not exist or belongs to someone else.
-        return problem_response(
-            404,
-            "There is no request with this id that you may see.",
-            title="Request not found",
-            slug="request-not-found",
+
+class RequestNotFound(Problem):
+    """No such request, or not one the caller may see (the two are not told apart)."""
+
+    status, title, slug = 404, "Request not found", "request-not-found"
+
+    def __init__(self) -> None:
+        super().__init__("There is no request with this id that you may see.")
+
+
+class NotRequestOwner(Problem):
+    """Only the agent who filed a request (or, for some actions, a teammate) may act on it."""
+
+    status, title, slug = 403, "Not your request", "not-your-request"
+
+
+class IdempotencyKeyReused(Problem):
+    """The Idempotency-Key was used before for a request (or a use) with different content."""
+
+    status, title, slug = 422, "Idempotency-Key reused", "idempotency-key-reused"
+
+
+class NotInState(Problem):
+    """The request's state does not allow the action; `state` is the request's status."""
+
+    status = 409
+
+    def __init__(self, state: str, detail: str) -> None:
+        super().__init__(f"the request is {state}{detail}")
+        self.state = state
+
+
+class RequestNotCancellable(NotInState):
+    title, slug = "Request cannot be cancelled", "request-not-cancellable"
+
+    def __init__(self, state: str) -> None:
+        super().__init__(state, " and can no longer be cancelled")
+
+
+class NotAwaitingClarification(NotInState):
+    title, slug = "No clarification question open", "not-awaiting-clarification"
+
+    def __init__(self, state: str) -> None:
+        super().__init__(state, ": there is no open clarification question to answer")
+
+
+class NotRateable(NotInState):
+    """Only an answered request can be rated, once per answer."""
+
+    title, slug = "Request cannot be rated", "not-rateable"
+
+    def __init__(self, state: str) -> None:
+        reason = {"closed": "it has already been rated", "cancelled": "it was cancelled"}
+        super().__init__(
+            state, f" and cannot be rated: {reason.get(state, 'it has not been answered yet')}"
         )
 
-    @app.errorhandler(IdempotencyKeyReused)
-    def _key_reused(exc: IdempotencyKeyReused) -> Response:
-        return problem_response(
-            422, str(exc), title="Idempotency-Key reused", slug="idempotency-key-reused"
-        )
 
-    @app.errorhandler(RequestNotCancellable)
-    def _not_cancellable(exc: RequestNotCancellable) -> Response:
-        return problem_response(
-            409, str(exc), title="Request cannot be cancelled", slug="request-not-cancellable"
-        )
+class AnswerNotReusable(Problem):
+    """No answer with this request id is suggested now (unknown, withdrawn or too old)."""
 
-    @app.errorhandler(NotRequestOwner)
-    def _not_owner(exc: NotRequestOwner) -> Response:
-        return problem_response(403, str(exc), title="Not your request", slug="not-your-request")
+    status, title, slug = 404, "Reusable answer not found", "reusable-answer-not-found"
 
-    @app.errorhandler(NotAwaitingClarification)
-    def _not_awaiting(exc: NotAwaitingClarification) -> Response:
-        return problem_response(
-            409, str(exc), title="No clarification question open", slug="not-awaiting-clarification"
-        )
-
-    @app.errorhandler(NotRateable)
-    def _not_rateable(exc: NotRateable) -> Response:
-        return problem_response(409, str(exc), title="Request cannot be rated", slug="not-rateable")
-
-    @app.errorhandler(AnswerNotReusable)
-    def _not_reusable(exc: AnswerNotReusable) -> Response:
-        return problem_response(
-            404,
+    def __init__(self) -> None:
+        super().__init__(
             "There is no answer with this id that is suggested for reuse now: it does not "
             "exist, its department withdrew it, or it is older than the department's shelf "
-            "life. Nothing was counted.",
-            title="Reusable answer not found",
-            slug="reusable-answer-not-found",
+            "life. Nothing was counted."
         )
+
+
+class TooManyStreams(Problem):
+    status, title, slug = 503, "Too many live streams", "too-many-streams"
+
+
+class TooManyOwnStreams(Problem):
+    status, title, slug = 429, "Too many live streams of yours", "too-many-own-streams"

@@ -11,19 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
-from zoneinfo import ZoneInfo
+from typing import Any, Literal
 
 from kcc_shared.clocks import CLOCK_EVENT_TYPES, US, Clock, HistoryEvent, derive, threshold_instant
 from kcc_shared.dutch_time import business_left, deadline, moment
 from kcc_shared.organisation import Organisation
 
-from intake.store import Request, TimelineEntry
+from intake.view import LOCAL, Request, TimelineEntry
 
 __all__ = ["Expectation", "expected_answer"]
-
-# The municipality's zone: the organisation's calendars all keep Dutch time.
-LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 
 State = Literal["pending", "on_time", "late", "paused", "no_norm", "answered", "cancelled"]
 

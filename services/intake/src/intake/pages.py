@@ -7,26 +7,25 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from kcc_shared.dutch_time import MONTHS
 from kcc_shared.events import CHANNELS, PRIORITIES
 from kcc_shared.privacy import redact_bsn
-from kcc_shared.problems import Problem
 from kcc_shared.routing_why import routing_in_force, why_routed
 from kcc_shared.web import current_user, current_user_or_none, login_required
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response
 
-from intake.api import (
-    clarify,
-    last_event_id,
-    new_request,
-    rate,
-    redacted,
-    stream_response,
-    use_answer,
+from intake.errors import (
+    AnswerNotReusable,
+    IdempotencyKeyReused,
+    InvalidInput,
+    NotAwaitingClarification,
+    NotInState,
+    NotRateable,
+    NotRequestOwner,
+    RequestNotFound,
 )
 from intake.expectation import expected_answer
 from intake.reference import MalformedReference, Reference, example, looks_like_reference
@@ -39,22 +38,14 @@ from intake.schemas import (
     RequestCreateSchema,
 )
 from intake.service import IntakeContext
-from intake.store import (
-    IdempotencyKeyReused,
-    NotAwaitingClarification,
-    NotRateable,
-    NotRequestOwner,
-    Request,
-    RequestNotCancellable,
-    RequestNotFound,
-)
-from intake.suggestions import AnswerNotReusable, Suggestion
+from intake.stream import last_event_id, stream_response
+from intake.suggestions import Suggestion
+from intake.view import LOCAL, Request
 
 desk_bp = Blueprint(
     "desk", __name__, template_folder="templates", static_folder="static", url_prefix="/balie"
 )
 
-LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 
 STATUS_LABELS: Final = {
     "submitted": "Ingediend",
@@ -225,7 +216,7 @@ def _list_page(
         views=VIEWS,
         team_view=filters["weergave"] == "team",
         status_filters={k: label for k, (label, _) in STATUS_FILTERS.items()},
-        feed_position=_context().store.last_update_seq(),
+        feed_position=_context().feed.latest(),
     )
 
 
@@ -260,7 +251,7 @@ def _new_page(
         channels=CHANNELS,
         # A fresh key per rendered form: a double click or a resent form files once.
         idempotency_key=_form_key(form) or str(uuid.uuid4()),
-        feed_position=context.store.last_update_seq(),
+        feed_position=context.feed.latest(),
     )
     return page, status
 
@@ -331,10 +322,10 @@ def answered_with() -> Any:
             s=suggestion,
             form=_redisplayed(form),
             idempotency_key=_form_key(form) or str(uuid.uuid4()),
-            feed_position=context.store.last_update_seq(),
+            feed_position=context.feed.latest(),
         )
     try:
-        use_answer(context, current_user(), request_id, _form_key(form))
+        context.use_answer(current_user(), request_id, _form_key(form))
     except AnswerNotReusable:
         return _new_page(form, {}, 404, notice=gone)
     except IdempotencyKeyReused:
@@ -372,18 +363,14 @@ def file_question() -> Any:
         payload["citizen_ref"] = form["citizen_ref"].strip()
     try:
         args = RequestCreateSchema().load(payload)
-        new = new_request(args)
-        key = _form_key(form)
-        submission = _context().store.submit(current_user(), new, key)
+        submission = _context().file(current_user(), args, _form_key(form))
     except ValidationError as exc:
         return _new_page(form, _messages(exc.messages), 400)
-    except Problem as exc:
-        return _new_page(form, _messages(exc.errors or {"question": None}), 400)
     except IdempotencyKeyReused:
         form.pop("idempotency_key", None)
         return _new_page(form, {"question": "Dit formulier is al verstuurd."}, 409)
-    if not submission.replayed:
-        _context().committed()
+    except InvalidInput as exc:
+        return _new_page(form, _messages(exc.errors or {"question": None}), 400)
     flash(
         f"Je vraag is verstuurd met kenmerk {submission.request.reference}. "
         "Je ziet hier wanneer de afdeling hem oppakt."
@@ -433,7 +420,7 @@ def detail(request_id: uuid.UUID) -> str:
         or (user.team is not None and request_.team == user.team),
         open_question=question if request_.status == "awaiting_clarification" else None,
         routing=routing_in_force(request_.timeline, request_.department),
-        feed_position=context.store.last_update_seq(),
+        feed_position=context.feed.latest(),
     )
 
 
@@ -448,7 +435,7 @@ def answer_question(request_id: uuid.UUID) -> Response:
     return _act(
         request_id,
         "Je antwoord is naar de afdeling gestuurd.",
-        lambda: clarify(_context(), current_user(), str(request_id), args["text"]),
+        lambda: _context().clarify(current_user(), str(request_id), args["text"]),
     )
 
 
@@ -472,7 +459,7 @@ def rate_answer(request_id: uuid.UUID) -> Response:
         if args["reopen"]
         else "Dank voor je beoordeling" + (" en je bedankje!" if args["thanks"] else ".")
     )
-    return _act(request_id, done, lambda: rate(_context(), current_user(), str(request_id), args))
+    return _act(request_id, done, lambda: _context().rate(current_user(), str(request_id), args))
 
 
 @desk_bp.get("/vragen/<uuid:request_id>/intrekken")
@@ -492,7 +479,7 @@ def _cancel_page(request_id: uuid.UUID, error: str | None, status: int) -> Any:
         r=request_,
         error=error,
         mine=request_.agent_id == current_user().user_id,
-        feed_position=_context().store.last_update_seq(),
+        feed_position=_context().feed.latest(),
     ), status
 
 
@@ -506,22 +493,18 @@ def cancel(request_id: uuid.UUID) -> Any:
     reason = request.form.get("reden", "").strip()
     if len(reason) > 1000:
         return _cancel_page(request_id, "Schrijf een reden van hoogstens 1000 tekens.", 400)
-
-    def withdraw() -> Any:
-        cancelled = _context().store.cancel(
-            str(request_id), current_user(), redacted(reason, "cancel_reason") if reason else None
-        )
-        _context().committed()
-        return cancelled
-
-    return _act(request_id, "Je vraag is ingetrokken; de afdeling is op de hoogte.", withdraw)
+    return _act(
+        request_id,
+        "Je vraag is ingetrokken; de afdeling is op de hoogte.",
+        lambda: _context().cancel(current_user(), str(request_id), reason or None),
+    )
 
 
 @desk_bp.get("/stream")
 @login_required(*AGENT)
 def stream() -> Response:
     """The live stream for the page's EventSource (the session, not a bearer token)."""
-    return stream_response(_context(), current_user().user_id, last_event_id())
+    return stream_response(_context().feed, current_user().user_id, last_event_id())
 
 
 def _act(request_id: uuid.UUID, done: str, action: Any) -> Response:
@@ -531,20 +514,20 @@ def _act(request_id: uuid.UUID, done: str, action: Any) -> Response:
         abort(404)
     except NotRequestOwner:
         flash("Alleen de KCC-medewerker die de vraag stelde kan dit doen.", "fout")
-    except (NotAwaitingClarification, NotRateable, RequestNotCancellable) as exc:
+    except NotInState as exc:
         flash(_state_message(exc), "fout")
     else:
         flash(done)
     return _back(request_id)
 
 
-def _state_message(exc: Exception) -> str:
+def _state_message(exc: NotInState) -> str:
     if isinstance(exc, NotAwaitingClarification):
         return "Er staat geen vraag van de afdeling open (meer)."
     if isinstance(exc, NotRateable):
         return (
             "Deze vraag is al beoordeeld."
-            if exc.status == "closed"
+            if exc.state == "closed"
             else "Je kunt pas beoordelen als er een antwoord is."
         )
     return "Deze vraag kan niet meer worden ingetrokken."

@@ -5,11 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
-from zoneinfo import ZoneInfo
+from typing import Any
 
 from kcc_shared.auth import Principal
 from kcc_shared.consumer import processed_events_table
@@ -39,9 +37,28 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from intake import knowledge
+from intake.errors import (
+    IdempotencyKeyReused,
+    NotAwaitingClarification,
+    NotRateable,
+    NotRequestOwner,
+    RequestNotCancellable,
+    RequestNotFound,
+)
 from intake.migrations import HISTORY
 from intake.reference import Reference
-from intake.view import OPEN, fold, order_key
+from intake.view import (
+    LOCAL,
+    OPEN,
+    NewRequest,
+    Page,
+    Rating,
+    Request,
+    Submission,
+    TimelineEntry,
+    fold,
+    order_key,
+)
 
 metadata = MetaData()
 
@@ -126,148 +143,15 @@ reference_counters = Table(
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
 
-OPEN_STATUSES = OPEN
-
-# Held (transaction-scoped) while a feed row is added, until commit: on PostgreSQL a sequence
-# hands out numbers at insert, not at commit, so without it seq 12 could become visible before
-# seq 11 and a stream that already sent 12 would never send 11. SQLite writers are serialised.
+# Held (transaction-scoped) from the insert of a transaction's feed rows until commit: on
+# PostgreSQL a sequence hands out numbers at insert, not at commit, so without it seq 12 could
+# become visible before seq 11 and a stream that already sent 12 would never send 11. Every
+# writer inserts its feed rows last, so the lock is held only for that and the commit (SQLite
+# writers are serialised anyway).
 _FEED_LOCK_KEY = 0x4B4343_0001
 _BACKFILL_LOCK_KEY = 0x4B4343_0002
 # A filing retried after losing the race for a new year's counter row (see _assign_reference).
 _FILING_ATTEMPTS = 3
-LOCAL: Final = ZoneInfo("Europe/Amsterdam")
-
-
-class RequestNotFound(LookupError):
-    """No such request, or not one the caller may see (the two are not told apart)."""
-
-
-class IdempotencyKeyReused(ValueError):
-    """The Idempotency-Key was used before for a request with different content."""
-
-
-class RequestNotCancellable(ValueError):
-    """The request is already answered, closed or cancelled."""
-
-    def __init__(self, status: str) -> None:
-        super().__init__(f"the request is {status} and can no longer be cancelled")
-        self.status = status
-
-
-class NotRequestOwner(PermissionError):
-    """Only the agent who filed a request may act on it."""
-
-
-class NotAwaitingClarification(ValueError):
-    """A clarification answer for a request nobody asked a question about (now)."""
-
-    def __init__(self, status: str) -> None:
-        super().__init__(
-            f"the request is {status}: there is no open clarification question to answer"
-        )
-        self.status = status
-
-
-class NotRateable(ValueError):
-    """Only an answered request can be rated, once per answer."""
-
-    def __init__(self, status: str) -> None:
-        reason = {
-            "closed": "it has already been rated",
-            "cancelled": "it was cancelled",
-        }.get(status, "it has not been answered yet")
-        super().__init__(f"the request is {status} and cannot be rated: {reason}")
-        self.status = status
-
-
-@dataclass(frozen=True)
-class NewRequest:
-    """A validated, redacted question as the agent filed it."""
-
-    question: str
-    category: str | None
-    priority: str
-    channel: str
-    citizen_ref: str | None
-    tags: Sequence[str] = ()
-
-    def fingerprint(self) -> str:
-        canonical = json.dumps(
-            {
-                "question": self.question,
-                "category": self.category,
-                "priority": self.priority,
-                "channel": self.channel,
-                "citizen_ref": self.citizen_ref,
-                "tags": list(self.tags),
-            },
-            sort_keys=True,
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    event_id: str
-    type: str
-    occurred_at: datetime
-    actor: Mapping[str, str]
-    details: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Request:
-    id: str
-    agent_id: str
-    team: str | None
-    question: str
-    category: str | None
-    priority: str
-    channel: str
-    citizen_ref: str | None
-    tags: list[str]
-    status: str
-    department: str | None
-    answer: str | None
-    created_at: datetime
-    updated_at: datetime
-    # None only for a request whose filing is still being written (never shown).
-    reference: str | None = None
-    timeline: list[TimelineEntry] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Rating:
-    score: int
-    thanks: bool
-    comment: str | None
-    reopen: bool
-
-
-@dataclass(frozen=True)
-class Update:
-    """One entry of an agent's update feed, with the request's state as it is now."""
-
-    seq: int
-    agent_id: str
-    request_id: str
-    status: str
-    department: str | None
-    entry: TimelineEntry
-
-
-@dataclass(frozen=True)
-class Submission:
-    request: Request
-    replayed: bool
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[Request]
-    total: int
-    page: int
-    page_size: int
 
 
 # What of an event's data the agent's timeline shows: what the agent needs to follow the
@@ -457,7 +341,7 @@ class RequestStore:
                 )
             )
             reference = self._assign_reference(connection, request_id, now)
-            self._record(connection, event, agent.user_id)
+            self._feed(connection, [self._record(connection, event, agent.user_id)])
         return reference
 
     def _replay(self, existing: tuple[str, str], fingerprint: str) -> Submission:
@@ -484,8 +368,9 @@ class RequestStore:
 
     def _record(
         self, connection: Connection, event: Event, agent_id: str, *, publish: bool = True
-    ) -> None:
-        """Add the event to the timeline, the outbox (if ours) and the agent's update feed."""
+    ) -> dict[str, Any]:
+        """Add the event to the timeline and the outbox (if ours); return its row of the agent's
+        update feed, for `_feed` at the end of the transaction."""
         entry = _timeline_entry(event)
         connection.execute(
             insert(timeline_table).values(
@@ -500,16 +385,18 @@ class RequestStore:
         )
         if publish:
             self.outbox.add(connection, [event])
-        # Last in the transaction: the feed lock is held from here to the commit.
-        self._lock_feed(connection)
-        connection.execute(
-            insert(updates_table).values(
-                agent_id=agent_id,
-                request_id=event.request_id,
-                event_id=event.id,
-                created_at=self._clock(),
-            )
-        )
+        return {
+            "agent_id": agent_id,
+            "request_id": event.request_id,
+            "event_id": event.id,
+            "created_at": self._clock(),
+        }
+
+    def _feed(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
+        """The transaction's feed rows, last before its commit (the lock is held until then)."""
+        if rows:
+            self._lock_feed(connection)
+            connection.execute(insert(updates_table), rows)
 
     def _refold(self, connection: Connection, request_id: str) -> None:
         """Recompute status, department and answer from the whole timeline (see view.py)."""
@@ -531,7 +418,7 @@ class RequestStore:
         with self.engine.connect() as connection:
             row = connection.execute(_with_reference().where(t.c.id == request_id)).first()
             if row is None or (viewer is not None and not _may_view(viewer, row)):
-                raise RequestNotFound(request_id)
+                raise RequestNotFound()
             timeline = _load_timeline(connection, request_id)
         request = _request(row)
         return Request(**{**request.__dict__, "timeline": timeline})
@@ -613,7 +500,7 @@ class RequestStore:
             "cancel it",
             "request.cancelled",
             {"reason": reason},
-            allowed=lambda status: status in OPEN_STATUSES,
+            allowed=lambda status: status in OPEN,
             refused=RequestNotCancellable,
         )
 
@@ -659,8 +546,9 @@ class RequestStore:
                 occurred_at=self._after_history(connection, request_id),
                 data=data,
             )
-            self._record(connection, event, row.agent_id)
+            fed = self._record(connection, event, row.agent_id)
             self._refold(connection, request_id)
+            self._feed(connection, [fed])
         return self.get(request_id)
 
     def rate(self, request_id: str, agent: Principal, rating: Rating) -> Request:
@@ -695,9 +583,9 @@ class RequestStore:
                         data={"reason": rating.comment, "department": row.department},
                     )
                 )
-            for event in events:
-                self._record(connection, event, row.agent_id)
+            fed = [self._record(connection, event, row.agent_id) for event in events]
             self._refold(connection, request_id)
+            self._feed(connection, fed)
         return self.get(request_id)
 
     def _after_history(self, connection: Connection, request_id: str) -> datetime:
@@ -730,7 +618,7 @@ class RequestStore:
         # FOR UPDATE: the event consumer may change the status concurrently (PostgreSQL).
         row = connection.execute(select(t).where(t.c.id == request_id).with_for_update()).first()
         if row is None or not _may_view(agent, row):
-            raise RequestNotFound(request_id)
+            raise RequestNotFound()
         if row.agent_id == agent.user_id or (team and agent.role == "agent"):
             # _may_view let an agent through: it is theirs or their team's.
             return row
@@ -743,37 +631,47 @@ class RequestStore:
 
     # -- the consumer's side ----------------------------------------------------------------
 
-    def apply_event(self, connection: Connection, event: Event) -> str:
-        """Apply a consumed event to the agent's view in the consumer's transaction.
+    def apply_events(self, connection: Connection, events: Sequence[Event]) -> dict[str, str]:
+        """Apply a batch of consumed events to the agents' view in the consumer's transaction.
 
-        Returns what happened: `applied`, `recorded` (our own event coming back: already in
-        the timeline) or `unknown_request` (filed elsewhere; nothing to show to anyone here).
+        Returns what happened to each event id: `applied`, `recorded` (our own event coming
+        back: already in the timeline) or `unknown_request` (filed elsewhere; nothing to show
+        to anyone here). The knowledge base's changes and the feed rows come last: the feed
+        lock they take is then held for those and the commit, not through the whole batch.
         """
+        outcomes: dict[str, str] = {}
+        fed: list[dict[str, Any]] = []
+        knowledge_changes: list[tuple[Event, Any]] = []
         t = requests_table
-        row = connection.execute(
-            select(t.c.id, t.c.agent_id, t.c.question, t.c.category, t.c.answer, t.c.department)
-            .where(t.c.id == event.request_id)
-            .with_for_update()
-        ).first()
-        if row is None:
-            return "unknown_request"
-        if event.type in knowledge.KNOWLEDGE_EVENTS:
-            # Not in the agent's timeline: a department's reuse decision is the knowledge
-            # base's business, and a use of an answer is the desk's own event coming back.
-            if event.type == "request.answer_reused":
-                return "recorded"
+        for event in events:
+            row = connection.execute(
+                select(t.c.id, t.c.agent_id, t.c.question, t.c.category, t.c.answer, t.c.department)
+                .where(t.c.id == event.request_id)
+                .with_for_update()
+            ).first()
+            if row is None:
+                outcomes[event.id] = "unknown_request"
+            elif event.type == "request.answer_reused":
+                # The desk's own use of an answer coming back: counted when it was recorded.
+                outcomes[event.id] = "recorded"
+            elif event.type in knowledge.KNOWLEDGE_EVENTS:
+                # A department's reuse decision: the knowledge base's, not the timeline's.
+                knowledge_changes.append((event, row))
+                outcomes[event.id] = "applied"
+            elif connection.execute(
+                select(timeline_table.c.event_id).where(timeline_table.c.event_id == event.id)
+            ).first():
+                outcomes[event.id] = "recorded"
+            else:
+                if event.type == "request.answered":
+                    knowledge_changes.append((event, row))
+                fed.append(self._record(connection, event, row.agent_id, publish=False))
+                self._refold(connection, event.request_id)
+                outcomes[event.id] = "applied"
+        for event, row in knowledge_changes:
             knowledge.apply(connection, event, row, self._lock_feed)
-            return "applied"
-        known = connection.execute(
-            select(timeline_table.c.event_id).where(timeline_table.c.event_id == event.id)
-        ).first()
-        if known is not None:
-            return "recorded"
-        if event.type == "request.answered":
-            knowledge.apply(connection, event, row, self._lock_feed)
-        self._record(connection, event, row.agent_id, publish=False)
-        self._refold(connection, event.request_id)
-        return "applied"
+        self._feed(connection, fed)
+        return outcomes
 
     def _lock_feed(self, connection: Connection) -> None:
         """Hold the feed lock until commit (PostgreSQL; SQLite writers are serialised).
@@ -782,54 +680,6 @@ class RequestStore:
         ever wait for each other's second lock."""
         if is_postgres(self.engine):
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEED_LOCK_KEY})
-
-    # -- the update feed --------------------------------------------------------------------
-
-    def last_update_seq(self) -> int:
-        with self.engine.connect() as connection:
-            value = connection.execute(select(func.max(updates_table.c.seq))).scalar()
-        return int(value or 0)
-
-    def updates_after(
-        self, seq: int, *, agent_id: str | None = None, limit: int = 500
-    ) -> Sequence[Update]:
-        """Feed entries after `seq` in order (all agents', or one agent's)."""
-        u, tl, t = updates_table, timeline_table, requests_table
-        query = (
-            select(
-                u.c.seq,
-                u.c.agent_id,
-                u.c.request_id,
-                t.c.status,
-                t.c.department,
-                tl.c.event_id,
-                tl.c.type,
-                tl.c.occurred_at,
-                tl.c.actor_kind,
-                tl.c.actor_id,
-                tl.c.details,
-            )
-            .join(tl, tl.c.event_id == u.c.event_id)
-            .join(t, t.c.id == u.c.request_id)
-            .where(u.c.seq > seq)
-            .order_by(u.c.seq)
-            .limit(limit)
-        )
-        if agent_id is not None:
-            query = query.where(u.c.agent_id == agent_id)
-        with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
-        return [
-            Update(
-                seq=r.seq,
-                agent_id=r.agent_id,
-                request_id=r.request_id,
-                status=r.status,
-                department=r.department,
-                entry=_entry(r),
-            )
-            for r in rows
-        ]
 
 
 def key_digest(idempotency_key: str) -> str:

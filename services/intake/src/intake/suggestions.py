@@ -28,19 +28,16 @@ from kcc_shared.similarity import Entry, SimilarityIndex, meaning
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from intake.errors import AnswerNotReusable, IdempotencyKeyReused
 from intake.knowledge import answer_reuses, reusable_answers
-from intake.store import IdempotencyKeyReused, key_digest
+from intake.store import key_digest
 
-__all__ = ["AnswerNotReusable", "Reuse", "Suggestion", "Suggestions"]
+__all__ = ["Reuse", "Suggestion", "Suggestions"]
 
 # A handful, for the reader to judge: more would be read less carefully.
 LIMIT: Final = 3
 # Rows read per query while loading: bounds the memory one fetch holds.
 _LOAD_CHUNK: Final = 5000
-
-
-class AnswerNotReusable(LookupError):
-    """No answer with this request id is suggested now (unknown, withdrawn or too old)."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +182,7 @@ class Suggestions:
         """One answer that is suggested now (AnswerNotReusable if it is not)."""
         row = self._current([request_id]).get(request_id)
         if row is None:
-            raise AnswerNotReusable(request_id)
+            raise AnswerNotReusable()
         return Suggestion(
             request_id=row.request_id,
             question=row.question,

@@ -1,12 +1,18 @@
-"""The agent's view of a request, folded from its events: duplicate- and order-tolerant."""
+"""A request as the agent files and sees it; its view is folded from its events, duplicate-
+and order-tolerant."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, Protocol
+from zoneinfo import ZoneInfo
 
+# The agent's clock: references are numbered per year, and dates are shown, in Dutch time.
+LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 OPEN: Final = ("submitted", "routed", "claimed", "awaiting_clarification")
 
 # Tie-break for events with the same occurred_at: the order they happen in a request's life.
@@ -25,6 +31,75 @@ RANK: Final[Mapping[str, int]] = {
     "request.sla_warning": 11,
     "request.sla_breached": 12,
 }
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """A validated, redacted question as the agent filed it."""
+
+    question: str
+    category: str | None
+    priority: str
+    channel: str
+    citizen_ref: str | None
+    tags: Sequence[str] = ()
+
+    def fingerprint(self) -> str:
+        """What tells a retry (same body) from a reused Idempotency-Key (another body)."""
+        canonical = json.dumps({**self.__dict__, "tags": list(self.tags)}, sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Rating:
+    score: int
+    thanks: bool
+    comment: str | None
+    reopen: bool
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    event_id: str
+    type: str
+    occurred_at: datetime
+    actor: Mapping[str, str]
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Request:
+    id: str
+    agent_id: str
+    team: str | None
+    question: str
+    category: str | None
+    priority: str
+    channel: str
+    citizen_ref: str | None
+    tags: list[str]
+    status: str
+    department: str | None
+    answer: str | None
+    created_at: datetime
+    updated_at: datetime
+    # None only for a request whose filing is still being written (never shown).
+    reference: str | None = None
+    timeline: list[TimelineEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Submission:
+    request: Request
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Request]
+    total: int
+    page: int
+    page_size: int
 
 
 class Change(Protocol):

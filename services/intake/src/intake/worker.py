@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Final
 
 from kcc_shared.consumer import (
@@ -28,8 +29,8 @@ EVENTS_QUEUE: Final = "intake.events"
 class ViewConsumer:
     """Consumes `intake.events` (bound to `request.#`) into the store, a batch per transaction.
 
-    The shared EventConsumer does the reliable part: dedupe on the event id in the same
-    transaction as `RequestStore.apply_event`, ack after commit, park poison in kcc.dead. It runs
+    The shared EventConsumer does the reliable part: dedupe on the event ids in the same
+    transaction as `RequestStore.apply_events`, ack after commit, park poison in kcc.dead. It runs
     in its own process in production (`kcc intake consume`) and as a thread in `kcc dev`; the
     live streams of any gunicorn worker see its commits through the update feed table.
     """
@@ -55,7 +56,7 @@ class ViewConsumer:
             queue=service_queue(EVENTS_QUEUE),
             engine=store.engine,
             processed=processed_events,
-            handler=self._apply,
+            batch_handler=self._apply,
             prefetch=prefetch,
             batch_size=batch_size,
             publish_timeout=publish_timeout,
@@ -77,8 +78,8 @@ class ViewConsumer:
     def wait_until_consuming(self, timeout: float) -> bool:
         return self.consumer.wait_until_consuming(timeout)
 
-    def _apply(self, connection: Connection, event: Event) -> None:
-        self._outcomes[event.id] = self.store.apply_event(connection, event)
+    def _apply(self, connection: Connection, events: Sequence[Event]) -> None:
+        self._outcomes.update(self.store.apply_events(connection, events))
 
     def _committed(self, event: Event) -> None:
         outcome = self._outcomes.pop(event.id, "applied")
