@@ -16,7 +16,7 @@ def test_healthz_answers_without_a_token(client: FlaskClient) -> None:
 def test_readyz_checks_database_and_broker(client: FlaskClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json["checks"] == {"database": "ok", "broker": "ok"}
+    assert response.get_json()["checks"] == {"database": "ok", "broker": "ok"}
 
 
 def test_readyz_is_503_when_the_broker_is_unreachable(sqlite_url: str) -> None:
@@ -29,8 +29,8 @@ def test_readyz_is_503_when_the_broker_is_unreachable(sqlite_url: str) -> None:
     client = create_app(config).test_client()
     response = client.get("/readyz")
     assert response.status_code == 503
-    assert response.json["checks"]["broker"].startswith("failing")
-    assert response.json["checks"]["database"] == "ok"
+    assert response.get_json()["checks"]["broker"].startswith("failing")
+    assert response.get_json()["checks"]["database"] == "ok"
 
 
 def test_metrics_lists_the_contract_metrics(client: FlaskClient) -> None:
@@ -49,4 +49,4 @@ def test_unknown_path_is_a_problem(client: FlaskClient) -> None:
     response = client.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.mimetype == "application/problem+json"
-    assert response.json["status"] == 404
+    assert response.get_json()["status"] == 404

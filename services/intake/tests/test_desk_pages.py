@@ -176,5 +176,5 @@ def test_the_page_stream_uses_the_session(app: Flask, client: FlaskClient) -> No
     feed.max_seconds = 0.2
     response = client.get("/balie/stream", buffered=False)
     assert response.mimetype == "text/event-stream"
-    assert next(iter(response.response)).startswith(b"retry: ")
+    assert response.get_data().startswith(b"retry: ")
     response.close()

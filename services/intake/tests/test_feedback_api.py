@@ -38,7 +38,7 @@ def file(client: FlaskClient, agent_token: str) -> Callable[[], str]:
             "/api/v1/requests", json={"question": QUESTION}, headers=bearer(agent_token)
         )
         assert response.status_code == 202
-        return str(response.json["id"])
+        return str(response.get_json()["id"])
 
     return make
 
@@ -77,7 +77,7 @@ def answered(
 def test_the_agent_reads_department_question_and_answer(
     client: FlaskClient, agent_token: str, answered: str
 ) -> None:
-    body = client.get(f"/api/v1/requests/{answered}", headers=bearer(agent_token)).json
+    body = client.get(f"/api/v1/requests/{answered}", headers=bearer(agent_token)).get_json()
     assert (body["status"], body["department"], body["answer"]) == (
         "answered",
         "belastingen",
@@ -116,7 +116,7 @@ def test_text_from_other_services_is_redacted_again(
     client: FlaskClient, agent_token: str, asking: str, deliver: Deliver
 ) -> None:
     deliver(asking, "answered", department="belastingen", staff_id="s", answer="BSN 123456782 ok")
-    body = client.get(f"/api/v1/requests/{asking}", headers=bearer(agent_token)).json
+    body = client.get(f"/api/v1/requests/{asking}", headers=bearer(agent_token)).get_json()
     assert "123456782" not in json.dumps(body)
     assert body["answer"] == "[BSN] ok"
 
@@ -134,7 +134,7 @@ def test_answering_the_clarification_publishes_and_returns_to_the_asker(
     )
 
     assert response.status_code == 200
-    body = response.json
+    body = response.get_json()
     assert body["status"] == "claimed"
     assert body["timeline"][-1]["type"] == "request.clarified"
     assert body["timeline"][-1]["details"] == {"text": "Ja, de aanslag 2025; [BSN]."}
@@ -169,7 +169,7 @@ def test_bad_clarifications_are_400_and_store_nothing(
     )
     assert response.status_code == 400
     assert response.mimetype == "application/problem+json"
-    assert field in response.json["errors"]
+    assert field in response.get_json()["errors"]
     assert row_counts() == before
 
 
@@ -186,7 +186,7 @@ def test_a_clarification_nobody_asked_for_is_409(
         headers=bearer(agent_token),
     )
     assert response.status_code == 409
-    assert response.json["type"].endswith("/not-awaiting-clarification")
+    assert response.get_json()["type"].endswith("/not-awaiting-clarification")
     assert row_counts() == before
 
 
@@ -208,8 +208,8 @@ def test_rating_closes_and_publishes_with_the_department(
         headers=bearer(agent_token),
     )
     assert response.status_code == 200
-    assert response.json["status"] == "closed"
-    assert response.json["timeline"][-1]["details"] == {
+    assert response.get_json()["status"] == "closed"
+    assert response.get_json()["timeline"][-1]["details"] == {
         "score": 5,
         "thanks": True,
         "comment": "Top, dank!",
@@ -230,7 +230,7 @@ def test_a_rating_needs_only_a_score(client: FlaskClient, agent_token: str, answ
         f"/api/v1/requests/{answered}/rating", json={"score": 3}, headers=bearer(agent_token)
     )
     assert response.status_code == 200
-    assert response.json["timeline"][-1]["details"] == {
+    assert response.get_json()["timeline"][-1]["details"] == {
         "score": 3,
         "thanks": False,
         "department": "belastingen",
@@ -246,7 +246,7 @@ def test_a_low_score_with_reopen_sends_it_back_to_the_same_department(
         headers=bearer(agent_token),
     )
     assert response.status_code == 200
-    body = response.json
+    body = response.get_json()
     assert (body["status"], body["department"]) == ("routed", "belastingen")
     assert [e["type"] for e in body["timeline"]][-2:] == ["request.rated", "request.reopened"]
     rated, reopened = outbox_events(app)[-2:]
@@ -263,7 +263,7 @@ def test_a_low_score_with_reopen_sends_it_back_to_the_same_department(
         f"/api/v1/requests/{answered}/rating", json={"score": 4}, headers=bearer(agent_token)
     )
     assert again.status_code == 200
-    assert again.json["status"] == "closed"
+    assert again.get_json()["status"] == "closed"
 
 
 def test_a_low_score_without_reopen_just_closes(
@@ -274,7 +274,7 @@ def test_a_low_score_without_reopen_just_closes(
         json={"score": 1, "comment": "Niet blij mee"},
         headers=bearer(agent_token),
     )
-    assert response.json["status"] == "closed"
+    assert response.get_json()["status"] == "closed"
 
 
 BAD_RATINGS = [
@@ -311,7 +311,7 @@ def test_bad_ratings_are_400_and_store_nothing(
     )
     assert response.status_code == 400, response.json
     assert response.mimetype == "application/problem+json"
-    assert field in response.json["errors"]
+    assert field in response.get_json()["errors"]
     assert row_counts() == before
 
 
@@ -326,7 +326,7 @@ def test_rating_twice_is_409_and_stores_nothing(
     before = row_counts()
     again = client.post(url, json={"score": 5}, headers=bearer(agent_token))
     assert again.status_code == 409
-    assert "already been rated" in again.json["detail"]
+    assert "already been rated" in again.get_json()["detail"]
     assert row_counts() == before
 
 
@@ -338,7 +338,7 @@ def test_rating_before_the_answer_is_409(
         f"/api/v1/requests/{asking}/rating", json={"score": 4}, headers=bearer(agent_token)
     )
     assert response.status_code == 409
-    assert "not been answered" in response.json["detail"]
+    assert "not been answered" in response.get_json()["detail"]
     assert row_counts() == before
 
 
@@ -356,8 +356,8 @@ def test_a_teammate_answers_the_clarification_and_is_recorded_as_who_answered(
     )
     assert response.status_code == 200
     assert response.json is not None
-    assert response.json["agent_id"] == "agent-anna"
-    clarified = response.json["timeline"][-1]
+    assert response.get_json()["agent_id"] == "agent-anna"
+    clarified = response.get_json()["timeline"][-1]
     assert clarified["type"] == "request.clarified"
     assert clarified["actor"] == {"kind": "agent", "id": "agent-bram"}
 
@@ -386,7 +386,7 @@ def test_only_the_owner_or_team_acts_and_others_learn_nothing(
     unknown = client.post(
         f"/api/v1/requests/{uuid.uuid4()}/{action}", json=body, headers=bearer(other_agent_token)
     )
-    assert unknown.json == other.json
+    assert unknown.json == other.get_json()
     if action == "rating":
         # A clarification a teammate may answer (see above); a rating is the filer's own.
         assert client.post(url, json=body, headers=bearer(teammate_token)).status_code == 403

@@ -47,7 +47,7 @@ def test_filing_a_question_answers_202_with_id_and_link(
     response = submit(client, agent_token, priority="high", channel="chat", tags=["spoed"])
 
     assert response.status_code == 202
-    body = response.json
+    body = response.get_json()
     uuid.UUID(body["id"])
     assert body["status"] == "submitted"
     assert body["priority"] == "high"
@@ -62,7 +62,7 @@ def test_filing_a_question_answers_202_with_id_and_link(
 def test_filing_stores_the_submitted_event_in_the_outbox(
     app: Flask, client: FlaskClient, agent_token: str
 ) -> None:
-    body = submit(client, agent_token, category="documenten").json
+    body = submit(client, agent_token, category="documenten").get_json()
 
     [event] = outbox_events(app)
     assert event["type"] == "request.submitted"
@@ -77,7 +77,7 @@ def test_filing_stores_the_submitted_event_in_the_outbox(
 
 
 def test_defaults_are_normal_priority_by_phone(client: FlaskClient, agent_token: str) -> None:
-    body = submit(client, agent_token).json
+    body = submit(client, agent_token).get_json()
     assert (body["priority"], body["channel"], body["category"], body["tags"]) == (
         "normal",
         "phone",
@@ -122,15 +122,15 @@ def test_bad_input_is_400_naming_the_field_and_stores_nothing(
 
     assert response.status_code == 400
     assert response.mimetype == "application/problem+json"
-    assert field in response.json["errors"], response.json
-    assert response.json["detail"]
+    assert field in response.get_json()["errors"], response.json
+    assert response.get_json()["detail"]
     assert row_counts() == before
 
 
 def test_missing_question_is_reported(client: FlaskClient, agent_token: str) -> None:
     response = client.post("/api/v1/requests", json={}, headers=bearer(agent_token))
     assert response.status_code == 400
-    assert response.json["errors"]["question"] == ["Missing data for required field."]
+    assert response.get_json()["errors"]["question"] == ["Missing data for required field."]
 
 
 @pytest.mark.parametrize(
@@ -177,7 +177,7 @@ def test_a_retried_post_with_the_same_key_returns_the_original(
     again = submit(client, agent_token, headers={"Idempotency-Key": key})
 
     assert again.status_code == 202
-    assert again.json["id"] == first.json["id"]
+    assert again.get_json()["id"] == first.get_json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
     assert row_counts() == counts
@@ -196,14 +196,14 @@ def test_the_same_key_with_a_different_question_is_refused(
         question="Een heel andere vraag over de afvalkalender van volgend jaar.",
     )
     assert response.status_code == 422
-    assert "Idempotency-Key" in response.json["detail"]
+    assert "Idempotency-Key" in response.get_json()["detail"]
     assert row_counts() == counts
 
 
 def test_keys_are_per_agent(client: FlaskClient, agent_token: str, other_agent_token: str) -> None:
     key = "shared-key-1"
-    mine = submit(client, agent_token, headers={"Idempotency-Key": key}).json
-    theirs = submit(client, other_agent_token, headers={"Idempotency-Key": key}).json
+    mine = submit(client, agent_token, headers={"Idempotency-Key": key}).get_json()
+    theirs = submit(client, other_agent_token, headers={"Idempotency-Key": key}).get_json()
     assert mine["id"] != theirs["id"]
 
 
@@ -214,7 +214,7 @@ def test_a_malformed_idempotency_key_is_400(
     before = row_counts()
     response = submit(client, agent_token, headers={"Idempotency-Key": key})
     assert response.status_code == 400
-    assert "Idempotency-Key" in response.json["errors"]
+    assert "Idempotency-Key" in response.get_json()["errors"]
     assert row_counts() == before
 
 
@@ -227,7 +227,7 @@ def test_citizen_service_numbers_are_redacted_before_storing(
     private = [r for r in dev_rows if str(r["id"]).startswith("priv-")]
     assert private, "the dev set has priv-* rows with citizen service numbers"
     for row in private:
-        body = submit(client, agent_token, question=row["question"]).json
+        body = submit(client, agent_token, question=row["question"]).get_json()
         assert "[BSN]" in body["question"]
 
     engine = app.extensions["kcc.intake"].store.engine
@@ -258,18 +258,18 @@ def test_logs_never_contain_the_question(
 
 
 def test_the_owner_reads_status_and_timeline(client: FlaskClient, agent_token: str) -> None:
-    created = submit(client, agent_token).json
+    created = submit(client, agent_token).get_json()
     response = client.get(created["links"]["self"], headers=bearer(agent_token))
     assert response.status_code == 200
-    assert response.json["id"] == created["id"]
-    assert response.json["status"] == "submitted"
-    assert response.json["timeline"][0]["actor"] == {"kind": "agent", "id": "agent-anna"}
+    assert response.get_json()["id"] == created["id"]
+    assert response.get_json()["status"] == "submitted"
+    assert response.get_json()["timeline"][0]["actor"] == {"kind": "agent", "id": "agent-anna"}
 
 
 def test_a_teammate_and_ops_may_read_it(
     client: FlaskClient, agent_token: str, teammate_token: str, ops_token: str
 ) -> None:
-    url = submit(client, agent_token).json["links"]["self"]
+    url = submit(client, agent_token).get_json()["links"]["self"]
     assert client.get(url, headers=bearer(teammate_token)).status_code == 200
     assert client.get(url, headers=bearer(ops_token)).status_code == 200
 
@@ -277,13 +277,13 @@ def test_a_teammate_and_ops_may_read_it(
 def test_another_agents_request_is_404(
     client: FlaskClient, agent_token: str, other_agent_token: str
 ) -> None:
-    url = submit(client, agent_token).json["links"]["self"]
+    url = submit(client, agent_token).get_json()["links"]["self"]
     response = client.get(url, headers=bearer(other_agent_token))
     assert response.status_code == 404
-    assert response.json["title"] == "Request not found"
+    assert response.get_json()["title"] == "Request not found"
     # The same answer as for an id that does not exist at all: nothing is revealed.
     missing = client.get(f"/api/v1/requests/{uuid.uuid4()}", headers=bearer(other_agent_token))
-    assert missing.json == response.json
+    assert missing.json == response.get_json()
 
 
 def test_a_malformed_id_is_404(client: FlaskClient, agent_token: str) -> None:
@@ -293,25 +293,26 @@ def test_a_malformed_id_is_404(client: FlaskClient, agent_token: str) -> None:
 def test_listing_shows_my_requests_newest_first_with_paging(
     client: FlaskClient, agent_token: str, teammate_token: str
 ) -> None:
-    mine = [submit(client, agent_token).json["id"] for _ in range(3)]
+    mine = [submit(client, agent_token).get_json()["id"] for _ in range(3)]
     submit(client, teammate_token)
 
-    page1 = client.get("/api/v1/requests?page_size=2", headers=bearer(agent_token)).json
-    page2 = client.get("/api/v1/requests?page_size=2&page=2", headers=bearer(agent_token)).json
+    url = "/api/v1/requests?page_size=2"
+    page1 = client.get(url, headers=bearer(agent_token)).get_json()
+    page2 = client.get(f"{url}&page=2", headers=bearer(agent_token)).get_json()
 
     assert page1["total"] == 3
     assert [r["id"] for r in page1["items"] + page2["items"]] == list(reversed(mine))
-    team = client.get("/api/v1/requests?scope=team", headers=bearer(agent_token)).json
+    team = client.get("/api/v1/requests?scope=team", headers=bearer(agent_token)).get_json()
     assert team["total"] == 4
 
 
 def test_listing_filters_on_status_and_priority(client: FlaskClient, agent_token: str) -> None:
-    urgent = submit(client, agent_token, priority="urgent").json
-    normal = submit(client, agent_token).json
+    urgent = submit(client, agent_token, priority="urgent").get_json()
+    normal = submit(client, agent_token).get_json()
     client.post(normal["links"]["cancel"], json={}, headers=bearer(agent_token))
 
     def ids(query: str) -> list[str]:
-        body = client.get(f"/api/v1/requests?{query}", headers=bearer(agent_token)).json
+        body = client.get(f"/api/v1/requests?{query}", headers=bearer(agent_token)).get_json()
         return [r["id"] for r in body["items"]]
 
     assert ids("status=cancelled") == [normal["id"]]
@@ -335,7 +336,7 @@ def test_bad_list_queries_are_400(
 ) -> None:
     response = client.get(f"/api/v1/requests?{query}", headers=bearer(agent_token))
     assert response.status_code == 400
-    assert field in response.json["errors"], response.json
+    assert field in response.get_json()["errors"], response.json
 
 
 def test_ops_may_list_everything(
@@ -343,7 +344,7 @@ def test_ops_may_list_everything(
 ) -> None:
     submit(client, agent_token)
     submit(client, other_agent_token)
-    body = client.get("/api/v1/requests?scope=all", headers=bearer(ops_token)).json
+    body = client.get("/api/v1/requests?scope=all", headers=bearer(ops_token)).get_json()
     assert body["total"] == 2
 
 
@@ -353,15 +354,15 @@ def test_ops_may_list_everything(
 def test_cancelling_publishes_and_shows_in_the_timeline(
     app: Flask, client: FlaskClient, agent_token: str
 ) -> None:
-    created = submit(client, agent_token).json
+    created = submit(client, agent_token).get_json()
     response = client.post(
         created["links"]["cancel"],
         json={"reason": "Burger heeft zelf al gebeld"},
         headers=bearer(agent_token),
     )
     assert response.status_code == 200
-    assert response.json["status"] == "cancelled"
-    assert [e["type"] for e in response.json["timeline"]] == [
+    assert response.get_json()["status"] == "cancelled"
+    assert [e["type"] for e in response.get_json()["timeline"]] == [
         "request.submitted",
         "request.cancelled",
     ]
@@ -371,19 +372,19 @@ def test_cancelling_publishes_and_shows_in_the_timeline(
 def test_cancelling_twice_is_a_conflict_and_changes_nothing(
     client: FlaskClient, agent_token: str, row_counts: Callable[[], dict[str, int]]
 ) -> None:
-    created = submit(client, agent_token).json
+    created = submit(client, agent_token).get_json()
     client.post(created["links"]["cancel"], json={}, headers=bearer(agent_token))
     counts = row_counts()
     again = client.post(created["links"]["cancel"], json={}, headers=bearer(agent_token))
     assert again.status_code == 409
-    assert "cancelled" in again.json["detail"]
+    assert "cancelled" in again.get_json()["detail"]
     assert row_counts() == counts
 
 
 def test_only_the_owner_may_cancel(
     client: FlaskClient, agent_token: str, teammate_token: str, other_agent_token: str
 ) -> None:
-    url = submit(client, agent_token).json["links"]["cancel"]
+    url = submit(client, agent_token).get_json()["links"]["cancel"]
     assert client.post(url, json={}, headers=bearer(teammate_token)).status_code == 403
     assert client.post(url, json={}, headers=bearer(other_agent_token)).status_code == 404
 
@@ -440,7 +441,7 @@ def test_ops_cannot_file_requests(client: FlaskClient, ops_token: str) -> None:
 def test_the_catalog_lists_categories_priorities_and_channels(
     client: FlaskClient, agent_token: str
 ) -> None:
-    body = client.get("/api/v1/catalog", headers=bearer(agent_token)).json
+    body = client.get("/api/v1/catalog", headers=bearer(agent_token)).get_json()
     assert body["priorities"] == ["urgent", "high", "normal", "low"]
     assert "phone" in body["channels"]
     categories = {c["id"]: c for c in body["categories"]}

@@ -137,7 +137,7 @@ def test_the_desk_shows_the_explanation_and_similar_questions_escaped(
     # The API's timeline carries the same, for a desktop client.
     body = client.get(
         f"/api/v1/requests/{request_id}", headers={"Authorization": f"Bearer {token}"}
-    ).json
+    ).get_json()
     (routing,) = [e for e in body["timeline"] if e["type"] == "request.routed"]
     assert routing["details"]["explanation"] == EXPLANATION
     assert routing["details"]["similar"] == SIMILAR
