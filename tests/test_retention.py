@@ -12,7 +12,9 @@ import pytest
 from backoffice import store as backoffice_store
 from click.testing import CliRunner, Result
 from intake import store as intake_store
-from intake.store import NewRequest, RequestStore
+from intake.store import RequestStore
+from intake.stream import last_seq
+from intake.view import NewRequest
 from kcc_cli.main import cli
 from kcc_shared.auth import Principal
 from kcc_shared.db import make_engine
@@ -144,7 +146,7 @@ def test_the_newest_feed_row_stays_so_the_stream_numbering_goes_on(
 
     assert result.exit_code == 0, result.output
     assert keys(engine, intake_store.updates_table, "seq") == {newest}
-    assert RequestStore(engine).last_update_seq() == newest
+    assert last_seq(engine) == newest
 
 
 @pytest.mark.parametrize(
