@@ -91,7 +91,7 @@ def running(
 
     def up() -> bool:
         try:
-            return call(f"http://127.0.0.1:{port}/healthz") == {"status": "ok"}
+            return bool(call(f"http://127.0.0.1:{port}/healthz") == {"status": "ok"})
         except OSError:
             assert process.poll() is None, log.read_text()
             return False

@@ -286,7 +286,7 @@ def test_router_and_consumers_killed_amid_duplicated_and_reordered_deliveries(
             stack.start(name)
         for name in processes:
             stack.wait_ready(name)
-        return accepted_while_down
+        return int(accepted_while_down)
 
     def inject(traffic: Traffic) -> dict[str, Any]:
         return {

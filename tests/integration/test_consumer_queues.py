@@ -58,8 +58,8 @@ def recording_consumer(
     declare(connection, [service_queue("backoffice.events"), *extra_queues])
     connection.release()
 
-    def record(db: DbConnection, event: Any) -> None:
-        db.execute(insert(seen).values(event_id=event.id))
+    def record(connection: DbConnection, event: Any) -> None:
+        connection.execute(insert(seen).values(event_id=event.id))
 
     consumer = EventConsumer(
         service="test",

@@ -116,7 +116,7 @@ def test_the_agent_desk_runs_no_inline_script_and_serves_its_script_file(
     )
     assert_headers(filed)
 
-    for path in ("/balie", f"/balie/vragen/{filed.json['id']}"):
+    for path in ("/balie", f"/balie/vragen/{filed.get_json()['id']}"):
         page = client.get(path)
         assert page.status_code == 200
         assert_headers(page)
@@ -185,11 +185,11 @@ def test_the_sla_overview_asks_for_a_login(sqlite_url: str) -> None:
         browser = app.test_client()
         token, _ = tokens.create(role=role, user_id=f"{role}-x", **extra)
         _log_in(browser, token)
-        page = browser.get("/sla")
-        assert page.status_code == 200, role
-        assert "SLA-overzicht per afdeling" in page.get_data(as_text=True)
-        assert_headers(page)
-        assert scripts_of(page.get_data(as_text=True)).inline == []
+        overview = browser.get("/sla")
+        assert overview.status_code == 200, role
+        assert "SLA-overzicht per afdeling" in overview.get_data(as_text=True)
+        assert_headers(overview)
+        assert scripts_of(overview.get_data(as_text=True)).inline == []
 
 
 def test_a_public_sla_overview_is_an_explicit_choice(sqlite_url: str) -> None:
@@ -201,4 +201,4 @@ def test_a_public_sla_overview_is_an_explicit_choice(sqlite_url: str) -> None:
 def test_without_a_secret_key_the_sla_overview_is_not_served(sqlite_url: str) -> None:
     response = _sla(sqlite_url, secret_key=None).test_client().get("/sla")
     assert response.status_code == 503
-    assert "KCC_SECRET_KEY" in response.json["detail"]
+    assert "KCC_SECRET_KEY" in response.get_json()["detail"]

@@ -126,7 +126,7 @@ def _assert_problem(response: Any, *, field: str | None = None) -> dict[str, Any
 def _stored(apps: dict[str, tuple[FlaskClient, str]]) -> int:
     client, token = apps["intake"]
     listing = client.get("/api/v1/requests", headers={"Authorization": f"Bearer {token}"})
-    return int(listing.json["total"])
+    return int(listing.get_json()["total"])
 
 
 @pytest.mark.parametrize(("service", "path", "template", "field"), TEXT_FIELDS)

@@ -18,7 +18,7 @@ def test_healthz_and_readyz(client: FlaskClient) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json["checks"] == {"database": "ok", "broker": "ok"}
+    assert ready.get_json()["checks"] == {"database": "ok", "broker": "ok"}
 
 
 def test_metrics_lists_items_per_state_outbox_and_latency(

@@ -99,7 +99,7 @@ def test_staff_see_why_it_landed_with_them_escaped(
     for code in CODES:
         assert not re.search(rf"\b{code}\b", text), code
 
-    body = client.get(f"/api/v1/items/{request_id}", headers=make.auth(staff_token)).json
+    body = client.get(f"/api/v1/items/{request_id}", headers=make.auth(staff_token)).get_json()
     (routing,) = [e for e in body["timeline"] if e["type"] == "request.routed"]
     assert routing["details"]["explanation"] == EXPLANATION
     assert routing["details"]["similar"] == SIMILAR

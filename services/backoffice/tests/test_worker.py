@@ -16,7 +16,7 @@ from kcc_shared.db import make_engine
 from kcc_shared.events import Event
 from kcc_shared.organisation import load_organisation
 from kcc_shared.topology import DEAD_QUEUE, DEAD_REASON_HEADER, EVENTS_EXCHANGE, declare
-from kombu import Connection
+from kombu.connection import Connection
 
 from conftest import wait_for  # the repository's root conftest (pythonpath ".")
 
