@@ -1,1 +1,3 @@
 """Package."""
+
+__all__: list[str] = []

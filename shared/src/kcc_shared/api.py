@@ -18,6 +18,16 @@ from kcc_shared.headers import add_security_headers
 from kcc_shared.jsonbody import load_json
 from kcc_shared.problems import PROBLEM_JSON, Forbidden, ProblemSchema, Unauthorized
 
+__all__ = [
+    "BEARER",
+    "TOKENS_EXTENSION",
+    "Blueprint",
+    "current_principal",
+    "errors",
+    "make_api",
+    "requires",
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 TOKENS_EXTENSION: Final = "kcc.tokens"

@@ -12,6 +12,8 @@ from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, ev
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.types import TypeDecorator
 
+__all__ = ["UtcDateTime", "is_postgres", "make_engine", "write"]
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 

@@ -11,6 +11,29 @@ from typing import Any, Final, Literal
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
+__all__ = [
+    "CHANNELS",
+    "CLOCKS",
+    "DATA_SCHEMAS",
+    "OPEN_STATES",
+    "PRIORITIES",
+    "QUESTION_MAX_LENGTH",
+    "REASON_MAX_LENGTH",
+    "SYSTEM",
+    "TAGS_MAX",
+    "TAG_MAX_LENGTH",
+    "TEXT_MAX_LENGTH",
+    "Actor",
+    "Event",
+    "InvalidEvent",
+    "Priority",
+    "UnknownEventType",
+    "UnknownSchemaVersion",
+    "derived_event_id",
+    "new_event",
+    "parse_event",
+]
+
 SCHEMA_VERSION: Final = 1
 
 Priority = Literal["urgent", "high", "normal", "low"]

@@ -14,6 +14,8 @@ from typing import Any
 # PROMETHEUS_MULTIPROC_DIR must be set by then.
 from kcc_shared.config import Config, ConfigError
 
+__all__ = ["settings"]
+
 # As the services' commands: the configuration keeps the process from starting.
 EXIT_CONFIG = 2
 

@@ -14,6 +14,8 @@ from typing import Final
 
 from flask import Flask, Response
 
+__all__ = ["SECURITY_HEADERS", "add_security_headers"]
+
 CONTENT_SECURITY_POLICY: Final = "; ".join(
     (
         "default-src 'self'",

@@ -20,6 +20,15 @@ from kcc_shared.metrics import metrics_app
 from kcc_shared.publisher import connect_once
 from kcc_shared.runner import Part
 
+__all__ = [
+    "Check",
+    "HealthServer",
+    "broker_check",
+    "database_check",
+    "health_app",
+    "health_blueprint",
+]
+
 log = logging.getLogger(__name__)
 
 Check = Callable[[], None]

@@ -16,6 +16,8 @@ from typing import Any, Final, NoReturn
 
 from kcc_shared.problems import Problem
 
+__all__ = ["load_json"]
+
 MAX_DEPTH: Final = 32
 MAX_INT_DIGITS: Final = 20
 _STRINGS: Final = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)

@@ -11,6 +11,8 @@ from typing import Any, Final
 
 from kcc_shared.privacy import redact_bsn
 
+__all__ = ["JsonFormatter", "TextFormatter", "configure_logging"]
+
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
 _STANDARD: Final = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}

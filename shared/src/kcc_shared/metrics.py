@@ -22,6 +22,18 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from kcc_shared.headers import SECURITY_HEADERS
 
+__all__ = [
+    "BSN_REDACTIONS",
+    "MESSAGES_CONSUMED",
+    "OUTBOX_BACKLOG",
+    "OUTBOX_OLDEST_AGE",
+    "OUTBOX_PUBLISHED",
+    "OUTBOX_PUBLISH_FAILURES",
+    "instrument",
+    "metrics_app",
+    "multiprocess_dir",
+]
+
 HTTP_REQUEST_SECONDS = Histogram(
     "kcc_http_request_duration_seconds",
     "Time to answer an HTTP request, by route template (never the raw path).",

@@ -37,6 +37,16 @@ from kcc_shared.retention import outbox_target, prune
 from kcc_shared.runner import Part
 from kcc_shared.topology import declare_service_queues
 
+__all__ = [
+    "Clock",
+    "Outbox",
+    "OutboxRelay",
+    "outbox_backlog",
+    "outbox_table",
+    "relay_for",
+    "utcnow",
+]
+
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]

@@ -49,6 +49,8 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
+__all__ = ["REDACTED", "contains_bsn", "is_bsn", "redact_bsn"]
+
 REDACTED: Final = "[BSN]"
 
 # Characters a reader does not see (format characters, joiners, direction marks, soft hyphen,

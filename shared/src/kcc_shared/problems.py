@@ -14,6 +14,18 @@ from werkzeug.exceptions import HTTPException
 
 from kcc_shared.privacy import redact_bsn
 
+__all__ = [
+    "PROBLEM_JSON",
+    "Conflict",
+    "Forbidden",
+    "NotFound",
+    "Problem",
+    "ProblemSchema",
+    "Unauthorized",
+    "problem_response",
+    "register_problem_handlers",
+]
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"

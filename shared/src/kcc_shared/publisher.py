@@ -16,6 +16,17 @@ from kombu.messaging import Producer
 
 from kcc_shared.topology import EVENTS_EXCHANGE
 
+__all__ = [
+    "Outgoing",
+    "PublishError",
+    "PublishResult",
+    "Publisher",
+    "broker_connection",
+    "broker_ssl_options",
+    "connect_once",
+    "connection_factory",
+]
+
 log = logging.getLogger(__name__)
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+__all__ = ["Why", "routing_in_force", "why_routed"]
+
 ROUTED = "request.routed"
 
 # A sentence per reason code, for routed events without an explanation. A forward names the

@@ -8,6 +8,29 @@ from typing import Any, Final
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue, binding
 
+__all__ = [
+    "DEAD_AT_HEADER",
+    "DEAD_EXCHANGE",
+    "DEAD_QUEUE",
+    "DEAD_QUEUE_HEADER",
+    "DEAD_REASON_HEADER",
+    "DEAD_ROUTING_KEY_HEADER",
+    "DELIVERY_LIMIT",
+    "EVENTS_EXCHANGE",
+    "SERVICE_BINDINGS",
+    "dead_exchange",
+    "dead_letter_queue",
+    "declare",
+    "declare_service_queues",
+    "department_queue",
+    "department_queue_name",
+    "events_exchange",
+    "queue_arguments",
+    "routed_key",
+    "service_queue",
+    "service_queues",
+]
+
 EVENTS_EXCHANGE: Final = "kcc.events"
 DEAD_EXCHANGE: Final = "kcc.dead"
 DEAD_QUEUE: Final = "kcc.dead"
