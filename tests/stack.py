@@ -64,11 +64,10 @@ from types import TracebackType
 from typing import Final
 
 import psycopg
-from kcc_shared.auth import TokenStore, tokens_table
-from kcc_shared.db import create_schema, make_engine
+from kcc_shared.auth import open_token_store
+from kcc_shared.db import make_engine
 from kcc_shared.organisation import load_organisation
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import MetaData
 
 SERVICES: Final = ("intake", "backoffice", "sla-monitor", "auth")
 
@@ -232,9 +231,7 @@ class Stack:
         """A token in the store every service reads (what `kcc token create` does)."""
         engine = make_engine(self.database_url("auth"))
         try:
-            metadata = MetaData()
-            store = TokenStore(engine, tokens_table(metadata))
-            create_schema(engine, metadata)
+            store = open_token_store(engine)
             token, _ = store.create(
                 role=role,
                 user_id=user_id,

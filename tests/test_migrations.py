@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from intake.store import NewRequest, RequestStore
 from kcc_cli.main import cli
 from kcc_cli.migrate import SERVICES, migrate_dev
-from kcc_shared.auth import Principal
+from kcc_shared.auth import Principal, open_token_store
+from kcc_shared.auth_migrations import HISTORY as AUTH
 from kcc_shared.config import Config
 from kcc_shared.db import make_engine
 from kcc_shared.migrations import (
@@ -33,6 +34,7 @@ HISTORIES = {history.name: history for history, _, _ in SERVICES}
 # The command group of each history in `kcc`.
 GROUPS = {"intake": "intake", "backoffice": "backoffice", "sla": "sla"}
 ANNA = Principal(role="agent", user_id="agent-anna", team="kcc-noord")
+AUTH_UP_TO_DATE = f"auth: up to date (revision {head(AUTH)})"
 
 
 @pytest.fixture(params=sorted(HISTORIES))
@@ -123,7 +125,10 @@ def test_a_release_32120a3_database_is_recognised_and_migrated_with_its_rows(
     assert state(engine, history).kind == "current"
     check_models(engine, history)
     status, output = invoke([GROUPS[history.name], "migrate"], database_url)
-    assert (status, output.strip()) == (0, f"{history.name}: up to date (revision {head(history)})")
+    assert (status, output.splitlines()) == (
+        0,
+        [f"{history.name}: up to date (revision {head(history)})", AUTH_UP_TO_DATE],
+    )
 
 
 def test_the_intake_s_earlier_questions_get_references_in_filing_order(
@@ -215,7 +220,7 @@ def test_check_says_up_to_date_and_names_what_is_pending(sqlite_url: str) -> Non
     assert invoke(["intake", "migrate"], sqlite_url)[0] == 0
     assert invoke(["intake", "migrate", "--check"], sqlite_url) == (
         0,
-        f"intake: up to date (revision {head(HISTORIES['intake'])})\n",
+        f"intake: up to date (revision {head(HISTORIES['intake'])})\n{AUTH_UP_TO_DATE}\n",
     )
 
 
@@ -307,3 +312,146 @@ def test_make_migrations_check_says_each_history_matches_the_code() -> None:
         assert f"{history.name}: the migrations' head ({head(history)}) is the code's" in (
             result.stdout
         )
+
+
+# --- the auth tables (api_tokens, web_sessions): their own history --------------------------
+
+
+def test_the_auth_tables_are_their_history_s_head_and_run_down_and_up(engine: Engine) -> None:
+    check_models(engine, AUTH)
+    assert tables_of(engine, AUTH) == {"api_tokens", "web_sessions"}
+    assert "alembic_version_auth" in inspect(engine).get_table_names()
+
+    downgrade(engine, AUTH, "base")
+    assert tables_of(engine, AUTH) == set()
+    assert state(engine, AUTH).kind == "empty"
+
+    migrate(engine, AUTH)
+    check_models(engine, AUTH)
+
+
+def release_tokens(engine: Engine) -> list[tuple[str, str, bool]]:
+    """Who holds a token, with which role, and whether it still works."""
+    return [
+        (t.principal.user_id, t.principal.role, t.revoked_at is None)
+        for t in open_token_store(engine).list()
+    ]
+
+
+def test_a_release_database_with_the_auth_tables_beside_the_intake_s_is_migrated_whole(
+    engine: Engine, database_url: str
+) -> None:
+    # Release 32120a3 without KCC_AUTH_DATABASE_URL: every service kept tokens and web sessions
+    # in its own database, created at start without a version.
+    load_release(engine, "intake")
+    load_release(engine, "auth")
+    before = counts(engine, {"api_tokens", "web_sessions", "requests"})
+    # What every service's start does with its token store (create_app: the SQLite test below).
+    with pytest.raises(SchemaBehind, match="auth: the database is behind"):
+        open_token_store(engine)
+    status, output = invoke(["intake", "migrate", "--check"], database_url)
+    assert status == 1
+    assert (
+        "auth: the database is behind (release 32120a3's tables, not versioned; this code needs "
+        "0001): run `kcc <service> migrate`"
+    ) in output
+
+    status, output = invoke(["intake", "migrate"], database_url)
+
+    assert status == 0, output
+    assert "auth:   recognised tables without a version as revision 0001; stamped" in output
+    assert "auth: migrated from 0001 to 0001" in output
+    assert counts(engine, set(before)) == before
+    assert state(engine, AUTH).kind == "current"
+    assert state(engine, HISTORIES["intake"]).kind == "current"
+    assert release_tokens(engine) == [
+        ("agent-anna", "agent", True),
+        ("staff-piet", "staff", False),
+    ]
+
+
+def test_a_service_refuses_a_shared_auth_database_that_is_behind(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    auth_url = f"sqlite:///{tmp_path / 'auth.db'}"
+    auth = make_engine(auth_url)
+    load_release(auth, "auth")
+    config = Config(database_url=sqlite_url, auth_database_url=auth_url, secret_key="s" * 32)
+    from backoffice.app import create_app
+
+    with pytest.raises(SchemaBehind, match="auth: the database is behind"):
+        create_app(config)
+    # `kcc token` refuses it too, with the same advice and without a traceback.
+    result = CliRunner().invoke(cli, ["token", "list"], env={"KCC_AUTH_DATABASE_URL": auth_url})
+    assert result.exit_code == 1
+    assert "run `kcc <service> migrate`" in result.stderr
+
+    # The service's migrate reads KCC_AUTH_DATABASE_URL as the service does.
+    migrated = CliRunner().invoke(
+        cli,
+        ["backoffice", "migrate"],
+        env={"KCC_DATABASE_URL": sqlite_url, "KCC_AUTH_DATABASE_URL": auth_url},
+    )
+    assert migrated.exit_code == 0, migrated.output
+    assert state(auth, AUTH).kind == "current"
+    assert "web_sessions" not in inspect(make_engine(sqlite_url)).get_table_names()
+    create_app(config)
+    auth.dispose()
+
+
+def test_a_downgrade_of_a_service_leaves_the_auth_tables_alone(sqlite_url: str) -> None:
+    assert invoke(["sla", "migrate"], sqlite_url)[0] == 0
+    status, output = invoke(["sla", "migrate", "--down", "base"], sqlite_url)
+    assert status == 0, output
+    assert "auth" not in output
+    assert state(make_engine(sqlite_url), AUTH).kind == "current"
+
+
+def test_kcc_migrate_brings_the_auth_tables_of_every_service_database_up(tmp_path: Path) -> None:
+    urls = {store: f"sqlite:///{tmp_path / store}.db" for _, store, _ in SERVICES}
+    intake = make_engine(urls["intake"])
+    load_release(intake, "auth")
+    before = counts(intake, {"api_tokens", "web_sessions"})
+
+    result = CliRunner().invoke(
+        cli,
+        [
+            "migrate",
+            "--intake-url",
+            urls["intake"],
+            "--backoffice-url",
+            urls["backoffice"],
+            "--sla-url",
+            urls["sla-monitor"],
+        ],
+        env={"KCC_AUTH_DATABASE_URL": None},
+    )
+
+    assert result.exit_code == 0, result.output
+    for url in urls.values():
+        assert state(make_engine(url), AUTH).kind == "current"
+    assert counts(intake, set(before)) == before
+    intake.dispose()
+
+
+def test_kcc_migrate_with_a_shared_auth_database_migrates_it_once(tmp_path: Path) -> None:
+    auth_url = f"sqlite:///{tmp_path / 'auth.db'}"
+    load_release(make_engine(auth_url), "auth")
+
+    result = CliRunner().invoke(
+        cli, ["migrate", "--data", str(tmp_path / "dev"), "--auth-url", auth_url]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.output.count("auth: migrated from 0001 to 0001") == 1
+    assert state(make_engine(auth_url), AUTH).kind == "current"
+
+
+def test_kcc_dev_brings_its_auth_store_up_to_date(tmp_path: Path) -> None:
+    data = tmp_path / "dev"
+    data.mkdir()
+    store = make_engine(f"sqlite:///{data / 'auth.db'}")
+    load_release(store, "auth")
+    migrate_dev(data)
+    assert state(store, AUTH).kind == "current"
+    store.dispose()

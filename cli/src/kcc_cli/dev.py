@@ -25,9 +25,9 @@ from click.core import ParameterSource
 from intake.app import create_app as create_intake
 from intake.commands import prune_targets as intake_prune_targets
 from intake.worker import ViewConsumer
-from kcc_shared.auth import TokenStore, tokens_table
+from kcc_shared.auth import open_token_store
 from kcc_shared.config import Config
-from kcc_shared.db import create_schema, make_engine
+from kcc_shared.db import make_engine
 from kcc_shared.headers import SECURITY_HEADERS
 from kcc_shared.logging import configure_logging
 from kcc_shared.organisation import OrganisationError, load_organisation
@@ -38,7 +38,6 @@ from sla_monitor.app import create_app as create_sla
 from sla_monitor.app import store_of
 from sla_monitor.commands import prune_targets as sla_prune_targets
 from sla_monitor.worker import SlaMonitor
-from sqlalchemy import MetaData
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import make_server
 from werkzeug.test import Client
@@ -89,10 +88,7 @@ def demo_tokens(config: Config, data: Path) -> dict[str, str]:
     if path.is_file():
         saved: dict[str, str] = json.loads(path.read_text())
         return saved
-    engine = make_engine(config.auth_url)
-    metadata = MetaData()
-    store = TokenStore(engine, tokens_table(metadata))
-    create_schema(engine, metadata)
+    store = open_token_store(make_engine(config.auth_url))
     tokens = {}
     for user, role, team, departments in DEMO_USERS:
         token, _ = store.create(

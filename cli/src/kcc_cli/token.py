@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Final
 
 import click
-from kcc_shared.auth import ROLES, TokenError, TokenStore, tokens_table
+from kcc_shared.auth import ROLES, TokenError, TokenStore, open_token_store
 from kcc_shared.config import Config
-from kcc_shared.db import create_schema, make_engine
+from kcc_shared.db import make_engine
+from kcc_shared.migrations import SchemaError
 from kcc_shared.organisation import OrganisationError, load_organisation
-from sqlalchemy import MetaData
 
 # `kcc dev --data FOLDER` keeps its tokens here (one SQLite file per store in the folder).
 DEV_AUTH_STORE: Final = "auth.db"
@@ -34,10 +34,11 @@ def _store(config: Config, data: Path | None = None) -> TokenStore:
             )
         config = config.with_(auth_database_url=f"sqlite:///{database.resolve()}")
     engine = make_engine(config.auth_url)
-    metadata = MetaData()
-    store = TokenStore(engine, tokens_table(metadata))
-    create_schema(engine, metadata)
-    return store
+    try:
+        return open_token_store(engine)
+    except SchemaError as exc:
+        engine.dispose()
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group("token")

@@ -1,4 +1,4 @@
-"""API tokens: roles, hashed storage, and the principal behind a request."""
+"""API tokens: roles, hashed storage, and the principal behind a request; the auth tables."""
 
 from __future__ import annotations
 
@@ -19,7 +19,23 @@ from flask import Request
 from sqlalchemy import Column, Engine, MetaData, String, Table, Text, insert, select, update
 
 from kcc_shared.config import Config
-from kcc_shared.db import UtcDateTime, create_schema, make_engine, write
+from kcc_shared.db import UtcDateTime, make_engine, write
+from kcc_shared.migrations import require_current
+
+__all__ = [
+    "ROLES",
+    "TOKEN_PREFIX",
+    "Principal",
+    "TokenError",
+    "TokenInfo",
+    "TokenStore",
+    "bearer_token",
+    "hash_token",
+    "open_token_store",
+    "sessions_table",
+    "token_store_for",
+    "tokens_table",
+]
 
 ROLES: Final = ("agent", "staff", "ops", "admin")
 TOKEN_PREFIX: Final = "kcc_"  # noqa: S105 - a prefix, not a secret
@@ -73,6 +89,21 @@ def tokens_table(metadata: MetaData) -> Table:
         Column("label", String(200), nullable=True),
         Column("created_at", UtcDateTime, nullable=False),
         Column("revoked_at", UtcDateTime, nullable=True),
+    )
+
+
+def sessions_table(metadata: MetaData) -> Table:
+    """Web logins (kcc_shared.web.SessionStore), kept beside the tokens they were made with."""
+    return Table(
+        "web_sessions",
+        metadata,
+        Column("id", String(64), primary_key=True),  # SHA-256 of the cookie's session id
+        Column("service", String(32), nullable=False),
+        Column("user_id", String(64), nullable=False),
+        Column("token_id", String(36), nullable=True),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("expires_at", UtcDateTime, nullable=False, index=True),
+        Column("ended_at", UtcDateTime, nullable=True),
     )
 
 
@@ -241,7 +272,13 @@ def token_store_for(config: Config, engine: Engine) -> TokenStore:
     """The token store a service uses: its own database unless KCC_AUTH_DATABASE_URL says
     otherwise (one store shared by every service)."""
     auth_engine = engine if config.auth_url == config.database_url else make_engine(config.auth_url)
-    metadata = MetaData()
-    store = TokenStore(auth_engine, tokens_table(metadata), cache_seconds=config.auth_cache_seconds)
-    create_schema(auth_engine, metadata)
-    return store
+    return open_token_store(auth_engine, cache_seconds=config.auth_cache_seconds)
+
+
+def open_token_store(engine: Engine, *, cache_seconds: float = 0.0) -> TokenStore:
+    """The token store in `engine`'s database, whose auth tables must be at the auth history's
+    head: SchemaBehind / SchemaAhead otherwise (a database without them gets them at head)."""
+    from kcc_shared.auth_migrations import HISTORY
+
+    require_current(engine, HISTORY)
+    return TokenStore(engine, tokens_table(MetaData()), cache_seconds=cache_seconds)

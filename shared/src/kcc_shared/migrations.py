@@ -35,6 +35,32 @@ from sqlalchemy.exc import OperationalError
 
 from kcc_shared.db import UtcDateTime, is_postgres, make_engine
 
+__all__ = [
+    "BASELINE",
+    "EXIT_BEHIND",
+    "EXIT_ERROR",
+    "DatabaseUnreachable",
+    "Environment",
+    "History",
+    "Outcome",
+    "SchemaAhead",
+    "SchemaBehind",
+    "SchemaError",
+    "SchemaUnrecognised",
+    "State",
+    "UnknownRevision",
+    "candidate",
+    "check_models",
+    "downgrade",
+    "head",
+    "migrate",
+    "migrate_command",
+    "require_current",
+    "run_environment",
+    "run_migrate",
+    "state",
+]
+
 # The revision every history starts from: the schema of the release before migrations.
 BASELINE: Final = "0001"
 # Files are named v0001_<slug>.py: a module name may not start with a digit (mypy, ruff).
@@ -560,17 +586,26 @@ def migrate_command(history: History) -> click.Command:
         except ConfigError as exc:
             click.echo(f"{history.name} migrate: {exc}", err=True)
             raise click.exceptions.Exit(EXIT_ERROR) from None
+        from kcc_shared.auth_migrations import HISTORY as AUTH
+
         engine = make_engine(config.database_url)
+        auth = engine if config.auth_url == config.database_url else make_engine(config.auth_url)
         try:
             status = run_migrate(engine, history, to=to, down=down, check=check, echo=click.echo)
+            # The service starts only on auth tables at head too: they go along (never down,
+            # and not after the service's own step failed: a refusal changes nothing).
+            if down is None and (check or not status):
+                status = max(status, run_migrate(auth, AUTH, check=check, echo=click.echo))
         finally:
             engine.dispose()
+            auth.dispose()
         if status:
             raise click.exceptions.Exit(status)
 
     migrate_database.help = (
-        f"Bring the {history.name} database (KCC_DATABASE_URL) to this release's schema; "
-        "run before the new release takes traffic. A database from before migrations is "
-        "recognised by its tables."
+        f"Bring the {history.name} database (KCC_DATABASE_URL) and the auth tables "
+        "(KCC_AUTH_DATABASE_URL, else the same database) to this release's schema; run before "
+        "the new release takes traffic. A database from before migrations is recognised by "
+        "its tables. --to and --down name the service's revisions; the auth tables go to head."
     )
     return migrate_database

@@ -63,13 +63,34 @@ from flask import (
     url_for,
 )
 from markupsafe import Markup
-from sqlalchemy import Column, Engine, MetaData, String, Table, delete, insert, select, update
+from sqlalchemy import Engine, MetaData, delete, insert, select, update
 from werkzeug.wrappers import Response as BaseResponse
 
 from kcc_shared.api import TOKENS_EXTENSION
-from kcc_shared.auth import Principal, TokenStore, hash_token
-from kcc_shared.db import UtcDateTime, create_schema, write
+from kcc_shared.auth import Principal, TokenStore, hash_token, sessions_table
+from kcc_shared.db import write
 from kcc_shared.problems import Forbidden, Problem, Unauthorized
+
+__all__ = [
+    "CSRF_FIELD",
+    "CSRF_HEADER",
+    "MIN_SECRET_LENGTH",
+    "SESSIONS_EXTENSION",
+    "WEB_EXTENSION",
+    "CsrfMismatch",
+    "CsrfMissing",
+    "InvalidForm",
+    "SessionStore",
+    "check_csrf",
+    "csrf_field",
+    "csrf_token",
+    "current_user",
+    "current_user_or_none",
+    "init_web",
+    "is_local_path",
+    "login_required",
+    "require_login",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -103,19 +124,8 @@ class SessionStore:
     def __init__(self, engine: Engine, service: str) -> None:
         self.engine = engine
         self.service = service
-        metadata = MetaData()
-        self.table = Table(
-            "web_sessions",
-            metadata,
-            Column("id", String(64), primary_key=True),  # SHA-256 of the cookie's session id
-            Column("service", String(32), nullable=False),
-            Column("user_id", String(64), nullable=False),
-            Column("token_id", String(36), nullable=True),
-            Column("created_at", UtcDateTime, nullable=False),
-            Column("expires_at", UtcDateTime, nullable=False, index=True),
-            Column("ended_at", UtcDateTime, nullable=True),
-        )
-        create_schema(engine, metadata)
+        # The table is the auth history's, made (or refused) with the token store's.
+        self.table = sessions_table(MetaData())
 
     def start(self, principal: Principal, lifetime: timedelta) -> str:
         """A new session for `principal`; returns the id the cookie carries."""
