@@ -19,9 +19,10 @@ The API, kept stable for those three users:
   is under `tmp`. `env` is added to every process's environment (e.g. `KCC_BROKER_URL` of a
   proxy, `KCC_OUTBOX_POLL_INTERVAL`); the caller's own `KCC_*` variables are not inherited.
 - Processes (`PROCESSES`, in start order): backoffice-consumer, intake-consumer, sla-monitor,
-  router, backoffice-api, intake-api. The two APIs run under gunicorn (`kcc ... serve`, the
-  services' own gunicorn settings, each with its own `PROMETHEUS_MULTIPROC_DIR`); the others
-  serve /metrics, /healthz and /readyz on a metrics port of their own. Ports are chosen once,
+  router, sla-web, backoffice-api, intake-api. The three web sides run under gunicorn
+  (`kcc ... serve`, the services' own gunicorn settings, each with its own
+  `PROMETHEUS_MULTIPROC_DIR`); the others serve /metrics, /healthz and /readyz on a metrics
+  port of their own (the SLA figures: sla-monitor's). Ports are chosen once,
   so a restarted process comes back on the same address.
 - `start(name, **env)` (env: extra variables for this process, kept for `restart`),
   `start_all()`, `stop(name)` (SIGTERM, wait; returns the exit status), `kill(name)` (SIGKILL
@@ -78,6 +79,7 @@ PROCESSES: Final = (
     "intake-consumer",
     "sla-monitor",
     "router",
+    "sla-web",
     "backoffice-api",
     "intake-api",
 )
@@ -102,6 +104,7 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "backoffice-api": _Spec(("backoffice", "serve"), "backoffice", gunicorn=True),
     "backoffice-consumer": _Spec(("backoffice", "consume"), "backoffice"),
     "sla-monitor": _Spec(("sla", "run"), "sla-monitor"),
+    "sla-web": _Spec(("sla", "serve"), "sla-monitor", gunicorn=True),
 }
 
 
@@ -277,7 +280,8 @@ class Stack:
 
     @property
     def sla_url(self) -> str:
-        return self.url("sla-monitor")
+        """The SLA overview and summary API (`kcc sla serve`)."""
+        return self.url("sla-web")
 
     def metric(self, name: str, metric: str, **labels: str) -> float:
         """Sum of the samples of `metric` (full sample name, e.g. `..._total`) that carry
