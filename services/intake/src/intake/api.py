@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flask import current_app, request, url_for
+from flask import request, url_for
 from flask.views import MethodView
 from kcc_shared.api import BEARER, Blueprint, current_principal, errors, requires
 from kcc_shared.events import CHANNELS, PRIORITIES
@@ -30,7 +30,7 @@ from intake.schemas import (
     SuggestionListSchema,
     SuggestionQueryArgsSchema,
 )
-from intake.service import IntakeContext
+from intake.service import current
 from intake.stream import last_event_id, stream_response
 from intake.suggestions import Suggestion
 from intake.view import LOCAL, Request
@@ -82,14 +82,9 @@ STREAM_EVENT_SCHEMA: dict[str, Any] = {
 }
 
 
-def _context() -> IntakeContext:
-    context: IntakeContext = current_app.extensions["kcc.intake"]
-    return context
-
-
 def _with_links(request_: Request) -> dict[str, Any]:
     body = dict(request_.__dict__)
-    context = _context()
+    context = current()
     body["expected_answer"] = as_json(
         expected_answer(request_, context.organisation, context.store.now())
     )
@@ -145,7 +140,7 @@ class RequestsView(MethodView):
 
         Answers 202: the request is stored and will be routed; follow it at `links.self`.
         """
-        submission = _context().file(current_principal(), args, _idempotency_key())
+        submission = current().file(current_principal(), args, _idempotency_key())
         headers = {"Location": url_for("requests.RequestView", request_id=submission.request.id)}
         if submission.replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -167,7 +162,7 @@ class RequestsView(MethodView):
             raise InvalidInput("scope=all is for operators", errors={"scope": ["Not allowed."]})
         if args["scope"] == "team" and principal.team is None:
             raise InvalidInput("you are not in a team", errors={"scope": ["No team."]})
-        page = _context().store.list(
+        page = current().store.list(
             principal,
             scope=args["scope"],
             statuses=args["status"],
@@ -203,7 +198,7 @@ class RequestView(MethodView):
     @errors(requests_blp, 401, 403, 404)
     def get(self, request_id: Any) -> Any:
         """One request with its status, department, timeline and answer."""
-        return _with_links(_context().store.get(str(request_id), current_principal()))
+        return _with_links(current().store.get(str(request_id), current_principal()))
 
 
 @requests_blp.route("/<uuid:request_id>/cancel")
@@ -215,7 +210,7 @@ class CancelView(MethodView):
     @errors(requests_blp, 401, 403, 404, 409)
     def post(self, args: dict[str, Any], request_id: Any) -> Any:
         """Withdraw a request that is not answered yet (the department is told)."""
-        return _with_links(_context().cancel(current_principal(), str(request_id), args["reason"]))
+        return _with_links(current().cancel(current_principal(), str(request_id), args["reason"]))
 
 
 @requests_blp.route("/<uuid:request_id>/clarification")
@@ -232,7 +227,7 @@ class ClarificationView(MethodView):
         event's actor records who answered); the department gets `request.clarified` and the
         request goes back to whoever asked.
         """
-        return _with_links(_context().clarify(current_principal(), str(request_id), args["text"]))
+        return _with_links(current().clarify(current_principal(), str(request_id), args["text"]))
 
 
 @requests_blp.route("/<uuid:request_id>/rating")
@@ -248,7 +243,7 @@ class RatingView(MethodView):
         The request is then `closed`; with `reopen` (score 1 or 2, and a comment) it goes back
         to the department that answered, which reads the comment (`request.reopened`).
         """
-        return _with_links(_context().rate(current_principal(), str(request_id), args))
+        return _with_links(current().rate(current_principal(), str(request_id), args))
 
 
 @stream_blp.route("")
@@ -288,7 +283,7 @@ class StreamView(MethodView):
     def get(self) -> Any:
         """A live stream of my requests' updates (Server-Sent Events)."""
         after = last_event_id()
-        return stream_response(_context().feed, current_principal().user_id, after)
+        return stream_response(current().feed, current_principal().user_id, after)
 
 
 @catalog_blp.route("")
@@ -299,7 +294,7 @@ class CatalogView(MethodView):
     @errors(catalog_blp, 401)
     def get(self) -> Any:
         """Categories (with the department they usually go to), priorities and channels."""
-        org = _context().organisation
+        org = current().organisation
         return {
             "categories": [
                 {"id": c.id, "label": c.label, "department": c.department}
@@ -323,7 +318,7 @@ def suggestion_json(suggestion: Suggestion) -> dict[str, Any]:
 
 
 def department_json(department: str) -> dict[str, str]:
-    known = _context().organisation.departments.get(department)
+    known = current().organisation.departments.get(department)
     # A department since removed from the organisation file keeps its id as its name.
     return {"id": department, "name": known.name if known else department}
 
@@ -342,7 +337,7 @@ class SuggestionsView(MethodView):
         reusable (not withdrawn, not older than the department's shelf life). Show them as
         "looks like"; the KCC-medewerker judges whether the answer fits.
         """
-        found = _context().suggestions.search(args["q"].strip())
+        found = current().suggestions.search(args["q"].strip())
         return {"suggestions": [suggestion_json(s) for s in found]}
 
 
@@ -371,7 +366,7 @@ class SuggestionUsedView(MethodView):
         hears that its answer helped (`request.answer_reused`). 404 when the answer is not
         (or no longer) suggested.
         """
-        reuse = _context().use_answer(current_principal(), str(request_id), _idempotency_key())
+        reuse = current().use_answer(current_principal(), str(request_id), _idempotency_key())
         headers = {"Idempotent-Replayed": "true"} if reuse.replayed else {}
         body = {
             "request_id": reuse.request_id,

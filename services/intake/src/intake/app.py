@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-from typing import Final
 
 from flask import Flask
 from kcc_shared.api import TOKENS_EXTENSION, make_api
@@ -21,12 +20,10 @@ from kcc_shared.web import init_web
 from intake.api import catalog_blp, requests_blp, stream_blp, suggestions_blp
 from intake.metrics import SERVICE
 from intake.pages import desk_bp
-from intake.service import IntakeContext
+from intake.service import CONTEXT_EXTENSION, IntakeContext
 from intake.store import RequestStore, outbox
 from intake.stream import desk_feed
 from intake.suggestions import Suggestions
-
-CONTEXT_EXTENSION: Final = "kcc.intake"
 
 DESCRIPTION = """\
 The KCC agents' front door. Agents file a question for a back-office department and follow

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Final
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from kcc_shared.dutch_time import MONTHS
 from kcc_shared.events import CHANNELS, PRIORITIES
 from kcc_shared.privacy import redact_bsn
@@ -37,7 +37,7 @@ from intake.schemas import (
     RatingSchema,
     RequestCreateSchema,
 )
-from intake.service import IntakeContext
+from intake.service import current
 from intake.stream import last_event_id, stream_response
 from intake.suggestions import Suggestion
 from intake.view import LOCAL, Request
@@ -95,11 +95,6 @@ STATUS_FILTERS: Final = {
 VIEWS: Final = {"mijn": "Mijn vragen", "team": "Vragen van mijn team"}
 
 
-def _context() -> IntakeContext:
-    context: IntakeContext = current_app.extensions["kcc.intake"]
-    return context
-
-
 @desk_bp.app_template_filter("lokaal")
 def _local_time(moment: datetime | str | None) -> str:
     if moment is None:
@@ -118,7 +113,7 @@ def _local_date(moment: datetime) -> str:
 
 @desk_bp.app_context_processor
 def _labels() -> dict[str, Any]:
-    context = _context()
+    context = current()
     departments = {d.id: d.name for d in context.organisation.departments.values()}
     user = current_user_or_none()
     now = context.store.now()
@@ -169,7 +164,7 @@ def desk() -> Any:
             errors["zoek"] = (
                 f"Dit is geen volledig kenmerk. Een kenmerk ziet eruit als {example()}."
             )
-    context = _context()
+    context = current()
     filters = {"weergave": view, "status": status, "zoek": search}
     if errors:
         return _list_page(filters, errors, [], [], 0), 400
@@ -216,7 +211,7 @@ def _list_page(
         views=VIEWS,
         team_view=filters["weergave"] == "team",
         status_filters={k: label for k, (label, _) in STATUS_FILTERS.items()},
-        feed_position=_context().feed.latest(),
+        feed_position=current().feed.latest(),
     )
 
 
@@ -236,7 +231,7 @@ def _new_page(
     summary_title: str = "De vraag is niet verstuurd",
     notice: str | None = None,
 ) -> Any:
-    context = _context()
+    context = current()
     page = render_template(
         "desk/new.html",
         form=_redisplayed(form),
@@ -296,7 +291,7 @@ def earlier_answers() -> Any:
             400,
             summary_title="Er is niet gezocht",
         )
-    return _new_page(form, {}, suggestions=_context().suggestions.search(question))
+    return _new_page(form, {}, suggestions=current().suggestions.search(question))
 
 
 @desk_bp.post("/nieuw/beantwoord")
@@ -304,7 +299,7 @@ def earlier_answers() -> Any:
 def answered_with() -> Any:
     """ "Hiermee is de vraag beantwoord": a step to confirm, then counted (nothing is filed)."""
     form = _question_form()
-    context = _context()
+    context = current()
     request_id = _uuid(request.form.get("antwoord"))
     gone = (
         "Dit antwoord wordt niet meer voorgesteld: de afdeling heeft het ingetrokken of het "
@@ -337,7 +332,7 @@ def answered_with() -> Any:
 
 
 def _department_name(department: str) -> str:
-    known = _context().organisation.departments.get(department)
+    known = current().organisation.departments.get(department)
     return known.name if known else department
 
 
@@ -363,7 +358,7 @@ def file_question() -> Any:
         payload["citizen_ref"] = form["citizen_ref"].strip()
     try:
         args = RequestCreateSchema().load(payload)
-        submission = _context().file(current_user(), args, _form_key(form))
+        submission = current().file(current_user(), args, _form_key(form))
     except ValidationError as exc:
         return _new_page(form, _messages(exc.messages), 400)
     except IdempotencyKeyReused:
@@ -396,7 +391,7 @@ def _form_key(form: dict[str, Any]) -> str | None:
 @desk_bp.get("/vragen/<uuid:request_id>")
 @login_required(*AGENT)
 def detail(request_id: uuid.UUID) -> str:
-    context = _context()
+    context = current()
     try:
         request_ = context.store.get(str(request_id), current_user())
     except RequestNotFound:
@@ -435,7 +430,7 @@ def answer_question(request_id: uuid.UUID) -> Response:
     return _act(
         request_id,
         "Je antwoord is naar de afdeling gestuurd.",
-        lambda: _context().clarify(current_user(), str(request_id), args["text"]),
+        lambda: current().clarify(current_user(), str(request_id), args["text"]),
     )
 
 
@@ -459,7 +454,7 @@ def rate_answer(request_id: uuid.UUID) -> Response:
         if args["reopen"]
         else "Dank voor je beoordeling" + (" en je bedankje!" if args["thanks"] else ".")
     )
-    return _act(request_id, done, lambda: _context().rate(current_user(), str(request_id), args))
+    return _act(request_id, done, lambda: current().rate(current_user(), str(request_id), args))
 
 
 @desk_bp.get("/vragen/<uuid:request_id>/intrekken")
@@ -471,7 +466,7 @@ def confirm_cancel(request_id: uuid.UUID) -> Any:
 
 def _cancel_page(request_id: uuid.UUID, error: str | None, status: int) -> Any:
     try:
-        request_ = _context().store.get(str(request_id), current_user())
+        request_ = current().store.get(str(request_id), current_user())
     except RequestNotFound:
         abort(404)
     return render_template(
@@ -479,7 +474,7 @@ def _cancel_page(request_id: uuid.UUID, error: str | None, status: int) -> Any:
         r=request_,
         error=error,
         mine=request_.agent_id == current_user().user_id,
-        feed_position=_context().feed.latest(),
+        feed_position=current().feed.latest(),
     ), status
 
 
@@ -496,7 +491,7 @@ def cancel(request_id: uuid.UUID) -> Any:
     return _act(
         request_id,
         "Je vraag is ingetrokken; de afdeling is op de hoogte.",
-        lambda: _context().cancel(current_user(), str(request_id), reason or None),
+        lambda: current().cancel(current_user(), str(request_id), reason or None),
     )
 
 
@@ -504,7 +499,7 @@ def cancel(request_id: uuid.UUID) -> Any:
 @login_required(*AGENT)
 def stream() -> Response:
     """The live stream for the page's EventSource (the session, not a bearer token)."""
-    return stream_response(_context().feed, current_user().user_id, last_event_id())
+    return stream_response(current().feed, current_user().user_id, last_event_id())
 
 
 def _act(request_id: uuid.UUID, done: str, action: Any) -> Response:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from flask import current_app
 from kcc_shared.auth import Principal
 from kcc_shared.metrics import BSN_REDACTIONS
 from kcc_shared.organisation import Organisation
@@ -29,6 +30,8 @@ from intake.metrics import (
 from intake.store import RequestStore
 from intake.suggestions import Reuse, Suggestions
 from intake.view import NewRequest, Rating, Request, Submission
+
+CONTEXT_EXTENSION: Final = "kcc.intake"
 
 
 @dataclass
@@ -139,6 +142,12 @@ class IntakeContext:
             ).inc()
             self.committed()
         return reuse
+
+
+def current() -> IntakeContext:
+    """The running app's context (intake.app puts it in the app's extensions)."""
+    context: IntakeContext = current_app.extensions[CONTEXT_EXTENSION]
+    return context
 
 
 def redacted(text: str, field: str) -> str:
