@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 from kcc_shared.api import BEARER, Blueprint, errors, requires
 from kcc_shared.problems import NotFound
 
 from sla_monitor.schemas import LateQuestionsSchema, SummaryQueryArgsSchema, SummarySchema
-from sla_monitor.summary import CONTEXT_EXTENSION, SlaContext, UnknownDepartment
+from sla_monitor.summary import UnknownDepartment, current
 
 summary_blp = Blueprint(
     "sla",
@@ -19,11 +18,6 @@ summary_blp = Blueprint(
     url_prefix="/api/v1/sla",
     description="SLA figures per department, for operations.",
 )
-
-
-def _context() -> SlaContext:
-    context: SlaContext = current_app.extensions[CONTEXT_EXTENSION]
-    return context
 
 
 @summary_blp.route("/summary")
@@ -39,7 +33,7 @@ class SummaryView(MethodView):
         oldest, breaches, handoffs in and out, average rating and thanks; per pair of
         departments the time questions sat before a forward; per KCC team questions filed,
         clarifications asked back and ratings given; over `window`."""
-        return _context().summary(args["window"])
+        return current().summary(args["window"])
 
 
 @summary_blp.route("/departments/<string:department>/late")
@@ -53,6 +47,6 @@ class LateQuestionsView(MethodView):
         threshold (at_risk) now, late first, with who has each since when and its back-office
         link."""
         try:
-            return _context().late_questions(department)
+            return current().late_questions(department)
         except UnknownDepartment:
             raise NotFound(f"unknown department: {department[:64]!r}") from None

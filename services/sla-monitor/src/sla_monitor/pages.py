@@ -28,7 +28,7 @@ from kcc_shared.problems import Problem
 from kcc_shared.web import current_user_or_none, require_login
 from werkzeug.wrappers import Response
 
-from sla_monitor.summary import CONTEXT_EXTENSION, WINDOWS, SlaContext
+from sla_monitor.summary import WINDOWS, current
 
 pages_blp = Blueprint(
     "pages",
@@ -187,11 +187,6 @@ def team_name(team: str | None) -> str:
     return " ".join(w.upper() if w.lower() == "kcc" else w.capitalize() for w in words if w)
 
 
-def _context() -> SlaContext:
-    context: SlaContext = current_app.extensions[CONTEXT_EXTENSION]
-    return context
-
-
 def _window() -> str:
     window = request.args.get("window", "1d")
     if window not in WINDOWS:
@@ -241,7 +236,7 @@ def _page(html: str) -> tuple[str, int, dict[str, str]]:
 def overview() -> tuple[str, int, dict[str, str]]:
     window = _window()
     key, order = _sort()
-    summary = _context().summary(window)
+    summary = current().summary(window)
     now: datetime = summary["generated_at"]
     return _page(
         render_template(
@@ -263,7 +258,7 @@ def overview() -> tuple[str, int, dict[str, str]]:
 
 @pages_blp.get("/sla/afdelingen/<string:department>")
 def department(department: str) -> tuple[str, int, dict[str, str]]:
-    context = _context()
+    context = current()
     user = current_user_or_none()
     if department not in context.organisation.departments:
         raise PageError(
@@ -306,6 +301,6 @@ def _helpers() -> dict[str, Any]:
         "priority_labels": PRIORITY_LABELS,
         "clock_labels": CLOCK_LABELS,
         "state_labels": STATE_LABELS,
-        "when": lambda at: moment(at, LOCAL, _context().clock()) if at is not None else "-",
-        "backoffice_url": _context().backoffice_url,
+        "when": lambda at: moment(at, LOCAL, current().clock()) if at is not None else "-",
+        "backoffice_url": current().backoffice_url,
     }

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
+from flask import current_app
 from kcc_shared.clocks import US, business_us_since_epoch, derive, percentile
 from kcc_shared.events import CLOCKS, OPEN_STATES
 from kcc_shared.organisation import Organisation
@@ -40,6 +41,12 @@ WINDOWS: Final[Mapping[str, timedelta]] = {
     "7d": timedelta(days=7),
     "30d": timedelta(days=30),
 }
+
+
+def current() -> SlaContext:
+    """The running app's context (sla_monitor.app puts it in the app's extensions)."""
+    context: SlaContext = current_app.extensions[CONTEXT_EXTENSION]
+    return context
 
 
 class UnknownDepartment(LookupError):
