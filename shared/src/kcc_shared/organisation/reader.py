@@ -1,4 +1,4 @@
-"""The organisation file: calendars, departments, SLA targets, categories and routing rules."""
+"""Reading an organisation file: YAML checked field by field, every problem with its line."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import hashlib
 import itertools
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final, Literal, TypeVar
+from typing import Final, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
@@ -29,37 +29,33 @@ from kcc_shared.calendar import (
     PublicHolidays,
     Span,
 )
-from kcc_shared.events import PRIORITIES, Priority
+from kcc_shared.organisation.model import (
+    DEFAULT_REUSE_SHELF_LIFE_DAYS,
+    DEFAULT_WARNING_RATIO,
+    PRIORITIES,
+    PRIORITY_BY_NAME,
+    WEEKDAYS,
+    Category,
+    Department,
+    Organisation,
+    Priority,
+    PriorityChange,
+    RuleSpec,
+    SlaTarget,
+)
 
 __all__ = [
-    "DEFAULT_REUSE_SHELF_LIFE_DAYS",
-    "DEFAULT_WARNING_RATIO",
-    "PRIORITIES",
-    "WEEKDAYS",
-    "Category",
-    "Department",
-    "Organisation",
     "OrganisationError",
-    "Priority",
-    "PriorityChange",
     "Problem",
-    "RuleSpec",
-    "SlaTarget",
     "format_duration",
     "load_organisation",
     "parse_duration",
 ]
 
-_PRIORITY_BY_NAME: Final[Mapping[str, Priority]] = {p: p for p in PRIORITIES}
 _GOEDE_VRIJDAG: Final[Mapping[str, GoedeVrijdag]] = {c: c for c in GOEDE_VRIJDAG_CHOICES}
 _BEVRIJDINGSDAG: Final[Mapping[str, Bevrijdingsdag]] = {c: c for c in BEVRIJDINGSDAG_CHOICES}
-WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-DEFAULT_WARNING_RATIO: Final = 0.8
-# How long a department's reusable answer is suggested to KCC-medewerkers (docs/similar.md):
-# a rule or a fee changes within a year or so, and an old answer that is still right can be
-# marked reusable again. At most ten years: beyond that "never expires" is meant, which this
-# setting deliberately cannot say.
-DEFAULT_REUSE_SHELF_LIFE_DAYS: Final = 365
+# At most ten years: beyond that "never expires" is meant, which this setting deliberately
+# cannot say.
 REUSE_SHELF_LIFE_MAX_DAYS: Final = 3650
 SUPPORTED_VERSION: Final = 1
 
@@ -70,7 +66,6 @@ _DAYS_OR_WEEKS = re.compile(r"\d+(?:[.,]\d+)?\s*(?:d|w|days?|weeks?|dagen|dag|we
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 _NULL_TAG: Final = "tag:yaml.org,2002:null"
 _C = TypeVar("_C", bound=str)
-_DEFAULT_RESOURCE: Final = "organisation.yaml"
 
 
 @dataclass(frozen=True)
@@ -82,9 +77,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        if self.line is None:
-            return f"{self.file}: {self.message}"
-        return f"{self.file}:{self.line}: {self.message}"
+        line = "" if self.line is None else f"{self.line}:"
+        return f"{self.file}:{line} {self.message}"
 
 
 class OrganisationError(ValueError):
@@ -93,114 +87,6 @@ class OrganisationError(ValueError):
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
-
-
-@dataclass(frozen=True)
-class SlaTarget:
-    """The agreed norm for one priority, in business seconds."""
-
-    first_response_s: int
-    resolution_s: int
-
-
-@dataclass(frozen=True)
-class Department:
-    """A back-office department: its calendar, norms and warning threshold (0 < ratio < 1),
-    and for how many days its reusable answers are suggested."""
-
-    id: str
-    name: str
-    calendar: str
-    warning_ratio: float
-    sla: Mapping[Priority, SlaTarget]
-    reuse_shelf_life_days: int = DEFAULT_REUSE_SHELF_LIFE_DAYS
-
-
-@dataclass(frozen=True)
-class Category:
-    """A catalog entry an agent may pick, owned by one department."""
-
-    id: str
-    label: str
-    department: str
-
-
-@dataclass(frozen=True)
-class PriorityChange:
-    """What a rule does to the request's priority: ``set`` it, or ``raise_to`` at least."""
-
-    mode: Literal["set", "raise_to"]
-    priority: Priority
-
-    def apply(self, current: str) -> Priority:
-        """The priority after this change; ``current`` must be one of PRIORITIES."""
-        now = _PRIORITY_BY_NAME.get(current)
-        if now is None:
-            raise ValueError(
-                f"unknown priority {current!r}; expected one of {', '.join(PRIORITIES)}"
-            )
-        if self.mode == "set":
-            return self.priority
-        # raise_to never lowers: keep whichever is more urgent.
-        return min(now, self.priority, key=PRIORITIES.index)
-
-    def __str__(self) -> str:
-        verb = "set to" if self.mode == "set" else "raise to"
-        return f"{verb} {self.priority}"
-
-
-@dataclass(frozen=True)
-class RuleSpec:
-    """One routing rule as written in the file (validated, not yet compiled)."""
-
-    id: str
-    department: str
-    line: int
-    categories: tuple[str, ...] = ()
-    keywords: tuple[str, ...] = ()
-    phrases: tuple[str, ...] = ()
-    patterns: tuple[str, ...] = ()
-    unless: tuple[str, ...] = ()
-    priority: PriorityChange | None = None
-    description: str | None = None
-    # A policy rule always decides when it matches, whatever the model thinks ("a damage claim
-    # is juridische zaken, whatever street object it mentions"). Other rules may be overruled
-    # by a confident model (docs/routing.md).
-    policy: bool = False
-
-
-@dataclass(frozen=True)
-class Organisation:
-    """The validated organisation file. ``version`` is a short hash of the file's bytes."""
-
-    name: str
-    version: str
-    source: str
-    calendars: Mapping[str, BusinessCalendar]
-    departments: Mapping[str, Department]
-    categories: Mapping[str, Category]
-    fallback_department: str
-    rules: tuple[RuleSpec, ...]
-    # The organisation's labelled example questions (JSON Lines), from the optional top-level
-    # ``examples`` key, relative to the organisation file; what `kcc router train` learns from.
-    examples_file: Path | None = None
-
-    def calendar_for(self, department_id: str) -> BusinessCalendar:
-        """The business calendar a department's clocks run on."""
-        department = self.departments.get(department_id)
-        if department is None:
-            raise KeyError(f"unknown department {department_id!r}")
-        return self.calendars[department.calendar]
-
-    def sla_for(self, department_id: str, priority: str) -> SlaTarget:
-        """The SLA target of a department for one priority."""
-        department = self.departments.get(department_id)
-        if department is None:
-            raise KeyError(f"unknown department {department_id!r}")
-        known = _PRIORITY_BY_NAME.get(priority)
-        if known is None:
-            raise KeyError(f"unknown priority {priority!r}")
-        return department.sla[known]
 
 
 def parse_duration(text: str) -> int:
@@ -231,12 +117,7 @@ def format_duration(seconds: int) -> str:
         return "0s"
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
-    parts = [
-        f"{hours}h" if hours else "",
-        f"{minutes}m" if minutes else "",
-        f"{secs}s" if secs else "",
-    ]
-    return "".join(parts)
+    return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n)
 
 
 def load_organisation(path: str | Path | None = None) -> Organisation:
@@ -244,19 +125,14 @@ def load_organisation(path: str | Path | None = None) -> Organisation:
 
     Raises OrganisationError listing every problem found, each with file and line.
     """
-    if path is None:
-        resource = resources.files("kcc_shared").joinpath(_DEFAULT_RESOURCE)
-        source = str(resource)
-        try:
-            raw = resource.read_bytes()
-        except OSError as exc:
-            raise OrganisationError([Problem(source, None, _os_message(exc))]) from None
-    else:
-        source = str(path)
-        try:
-            raw = Path(path).read_bytes()
-        except OSError as exc:
-            raise OrganisationError([Problem(source, None, _os_message(exc))]) from None
+    # The packaged default stays beside the package (kcc_shared/organisation.yaml): Compose,
+    # Kubernetes and the docs name that path.
+    file = resources.files("kcc_shared") / "organisation.yaml" if path is None else Path(path)
+    source = str(file if path is None else path)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise OrganisationError([Problem(source, None, _os_message(exc))]) from None
     return _parse(raw, source)
 
 
@@ -298,8 +174,7 @@ def _parse(raw: bytes, source: str) -> Organisation:
     reader = _Reader(source)
     organisation = reader.read(root, version=hashlib.sha256(raw).hexdigest()[:12])
     if reader.problems or organisation is None:
-        problems = sorted(reader.problems, key=lambda p: p.line or 0)
-        raise OrganisationError(problems)
+        raise OrganisationError(sorted(reader.problems, key=lambda p: p.line or 0))
     return organisation
 
 
@@ -339,55 +214,48 @@ class _Reader:
         optional: Sequence[str] = (),
     ) -> dict[str, Node] | None:
         """A mapping with known field names; reports unknown, duplicate and missing fields."""
-        if not isinstance(node, MappingNode):
-            self.report(node, f"{what} must be a mapping (field: value), not {_describe(node)}")
+        entries = self.entries(node, what, allowed=(*required, *optional))
+        if entries is None:
             return None
-        allowed = (*required, *optional)
-        found: dict[str, Node] = {}
-        key_lines: dict[str, int] = {}
+        found = {key: value_node for key, _, value_node in entries}
+        for name in required:
+            if name not in found:
+                self.report(node, f"{what}: missing required field '{name}'")
+        return found
+
+    def entries(
+        self, node: Node, what: str, allowed: Sequence[str] | None = None
+    ) -> list[tuple[str, Node, Node]] | None:
+        """A mapping's keys (calendar names, weekdays) with their values, each key once; with
+        ``allowed``, a mapping of fields with those names only."""
+        noun = "field" if allowed is not None else "name"
+        if not isinstance(node, MappingNode):
+            self.report(node, f"{what} must be a mapping ({noun}: value), not {_describe(node)}")
+            return None
+        field = "field " if allowed is not None else ""
+        result: list[tuple[str, Node, Node]] = []
+        seen: dict[str, int] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode):
-                self.report(key_node, f"{what}: field names must be plain words")
+                self.report(key_node, f"{what}: {field}names must be plain words")
                 continue
             key = str(key_node.value)
-            if key == "<<":
+            if allowed is not None and key == "<<":
                 self.report(
                     key_node,
                     f"{what}: merge keys (<<) are not supported; "
                     "use an alias for the whole value instead (sla: *standaard)",
                 )
                 continue
-            if key in key_lines:
+            if key in seen:
                 self.report(
-                    key_node, f"{what}: duplicate field '{key}' (first at line {key_lines[key]})"
+                    key_node, f"{what}: duplicate {field}'{key}' (first at line {seen[key]})"
                 )
                 continue
-            key_lines[key] = _line(key_node)
-            if key not in allowed:
+            seen[key] = _line(key_node)
+            if allowed is not None and key not in allowed:
                 self.report(key_node, f"{what}: unknown field '{key}'{_did_you_mean(key, allowed)}")
                 continue
-            found[key] = value_node
-        for name in required:
-            if name not in key_lines:
-                self.report(node, f"{what}: missing required field '{name}'")
-        return found
-
-    def entries(self, node: Node, what: str) -> list[tuple[str, Node, Node]]:
-        """A mapping with free keys (calendar names, weekdays); reports duplicate keys."""
-        if not isinstance(node, MappingNode):
-            self.report(node, f"{what} must be a mapping (name: value), not {_describe(node)}")
-            return []
-        result: list[tuple[str, Node, Node]] = []
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, ScalarNode):
-                self.report(key_node, f"{what}: names must be plain words")
-                continue
-            key = str(key_node.value)
-            if key in seen:
-                self.report(key_node, f"{what}: duplicate '{key}' (first at line {seen[key]})")
-                continue
-            seen[key] = _line(key_node)
             result.append((key, key_node, value_node))
         return result
 
@@ -399,7 +267,10 @@ class _Reader:
             return []
         return list(node.value)
 
-    def text(self, node: Node, what: str) -> str | None:
+    def text(self, node: Node | None, what: str) -> str | None:
+        """A field's text; None for a missing field, which ``fields`` reported if required."""
+        if node is None:
+            return None
         if not isinstance(node, ScalarNode):
             self.report(node, f"{what} must be a single value, not {_describe(node)}")
             return None
@@ -409,7 +280,7 @@ class _Reader:
         return str(node.value).strip()
 
     def reference(
-        self, node: Node, owner: str, field: str | None, kind: str, known: Iterable[str]
+        self, node: Node | None, owner: str, field: str | None, kind: str, known: Iterable[str]
     ) -> str | None:
         """`owner`'s `field`, a name that must be one of `known` (a department, a calendar)."""
         value = self.text(node, f"{owner}: {field}" if field else owner)
@@ -430,12 +301,43 @@ class _Reader:
         return value
 
     def strings(self, node: Node, what: str, example: str) -> list[tuple[str, Node]]:
-        result = []
-        for item in self.items(node, what, example):
-            value = self.text(item, f"an entry in {what}")
-            if value is not None:
-                result.append((value, item))
-        return result
+        items = self.items(node, what, example)
+        values = ((self.text(item, f"an entry in {what}"), item) for item in items)
+        return [(value, item) for value, item in values if value is not None]
+
+    def listed(
+        self,
+        node: Node | None,
+        kind: str,
+        plural: str,
+        example: str,
+        required: Sequence[str],
+        optional: Sequence[str] = (),
+        at_least_one: bool = False,
+    ) -> Iterator[tuple[str, Node, dict[str, Node]]]:
+        """The entries of a list of things with an id (departments, categories, rules): each
+        with its id and fields, once per id; reports the problems of the list and its ids."""
+        if node is None:
+            return
+        items = self.items(node, plural, example)
+        if at_least_one and not items:
+            self.report(node, f"{plural}: define at least one {kind}")
+        seen: dict[str, int] = {}
+        for index, item in enumerate(items, start=1):
+            fields = self.fields(item, _name_for(item, kind, index), required, optional)
+            if fields is None or "id" not in fields:
+                continue
+            item_id = self.identifier(fields["id"], f"{kind} id")
+            if item_id is None:
+                continue
+            if item_id in seen:
+                self.report(
+                    fields["id"],
+                    f"duplicate {kind} id '{item_id}' (first at line {seen[item_id]})",
+                )
+                continue
+            seen[item_id] = _line(fields["id"])
+            yield item_id, item, fields
 
     # -- the file ---------------------------------------------------------------------------
 
@@ -449,35 +351,29 @@ class _Reader:
         if top is None:
             return None
 
-        examples_file = None
-        if "examples" in top:
-            value = self.text(top["examples"], "examples")
-            if value is not None:
-                examples_file = Path(self.source).parent / value
+        examples = self.text(top.get("examples"), "examples")
+        examples_file = Path(self.source).parent / examples if examples is not None else None
 
-        if "version" in top:
-            node = top["version"]
-            value = self.text(node, "version")
-            if value is not None and value != str(SUPPORTED_VERSION):
-                self.report(
-                    node,
-                    f"unsupported file version '{value}'; this release reads version "
-                    f"{SUPPORTED_VERSION}",
-                )
+        version_text = self.text(top.get("version"), "version")
+        if version_text is not None and version_text != str(SUPPORTED_VERSION):
+            self.report(
+                top["version"],
+                f"unsupported file version '{version_text}'; this release reads version "
+                f"{SUPPORTED_VERSION}",
+            )
 
-        name = None
+        organisation = None
         if "organisation" in top:
             organisation = self.fields(top["organisation"], "organisation", required=("name",))
-            if organisation and "name" in organisation:
-                name = self.text(organisation["name"], "organisation name")
+        name = self.text((organisation or {}).get("name"), "organisation name")
 
         calendar_names: set[str] = set()
         calendars: dict[str, BusinessCalendar] = {}
         if "calendars" in top:
             entries = self.entries(top["calendars"], "calendars")
-            if isinstance(top["calendars"], MappingNode) and not entries:
+            if entries == []:
                 self.report(top["calendars"], "calendars: define at least one calendar")
-            for cal_id, key_node, value_node in entries:
+            for cal_id, key_node, value_node in entries or ():
                 if not _ID.fullmatch(cal_id):
                     self.report(
                         key_node,
@@ -495,15 +391,13 @@ class _Reader:
 
         categories = self.categories(top.get("categories"), department_ids)
 
-        fallback = None
-        if "fallback_department" in top:
-            fallback = self.reference(
-                top["fallback_department"],
-                "fallback_department",
-                None,
-                "department",
-                department_ids,
-            )
+        fallback = self.reference(
+            top.get("fallback_department"),
+            "fallback_department",
+            None,
+            "department",
+            department_ids,
+        )
 
         rules = self.rules(top.get("rules"), department_ids, categories)
 
@@ -535,15 +429,13 @@ class _Reader:
             return None
         before = len(self.problems)
 
-        timezone = None
-        if "timezone" in fields:
-            timezone = self.text(fields["timezone"], f"{what}: timezone")
-            if timezone is not None and not _is_time_zone(timezone):
-                self.report(
-                    fields["timezone"],
-                    f"{what}: unknown time zone '{timezone}'; use an IANA name such as "
-                    "Europe/Amsterdam",
-                )
+        timezone = self.text(fields.get("timezone"), f"{what}: timezone")
+        if timezone is not None and not _is_time_zone(timezone):
+            self.report(
+                fields["timezone"],
+                f"{what}: unknown time zone '{timezone}'; use an IANA name such as "
+                "Europe/Amsterdam",
+            )
 
         public_holidays: PublicHolidays | None = PublicHolidays("NL")
         if "public_holidays" in fields:
@@ -559,16 +451,13 @@ class _Reader:
                 )
 
         closed_days: list[dt.date] = []
-        if "closed_days" in fields:
-            for value, item in self.strings(
-                fields["closed_days"], f"{what}: closed_days", "[2026-12-24, 2026-12-31]"
-            ):
-                try:
-                    closed_days.append(dt.date.fromisoformat(value))
-                except ValueError:
-                    self.report(
-                        item, f"{what}: bad date '{value}' in closed_days; write YYYY-MM-DD"
-                    )
+        for value, item in self.strings(
+            fields.get("closed_days", _EMPTY), f"{what}: closed_days", "[2026-12-24, 2026-12-31]"
+        ):
+            try:
+                closed_days.append(dt.date.fromisoformat(value))
+            except ValueError:
+                self.report(item, f"{what}: bad date '{value}' in closed_days; write YYYY-MM-DD")
 
         if len(self.problems) != before or timezone is None:
             return None
@@ -607,26 +496,20 @@ class _Reader:
         if fields is None:
             return None
         before = len(self.problems)
-        country = None
-        if "country" in fields:
-            country = self.country(fields["country"], what, "public_holidays: country")
-        goede_vrijdag = None
-        if "goede_vrijdag" in fields:
-            goede_vrijdag = self.choice(
-                fields["goede_vrijdag"],
-                f"{what}: public_holidays: goede_vrijdag",
-                _GOEDE_VRIJDAG,
-                "open (the default: a working day) or closed",
-            )
-        bevrijdingsdag = None
-        if "bevrijdingsdag" in fields:
-            bevrijdingsdag = self.choice(
-                fields["bevrijdingsdag"],
-                f"{what}: public_holidays: bevrijdingsdag",
-                _BEVRIJDINGSDAG,
-                "lustrum (the default: closed in 2025, 2030, ... only), closed (every year) "
-                "or open (never closed)",
-            )
+        country = self.country(fields.get("country"), what, "public_holidays: country")
+        goede_vrijdag = self.choice(
+            fields.get("goede_vrijdag"),
+            f"{what}: public_holidays: goede_vrijdag",
+            _GOEDE_VRIJDAG,
+            "open (the default: a working day) or closed",
+        )
+        bevrijdingsdag = self.choice(
+            fields.get("bevrijdingsdag"),
+            f"{what}: public_holidays: bevrijdingsdag",
+            _BEVRIJDINGSDAG,
+            "lustrum (the default: closed in 2025, 2030, ... only), closed (every year) "
+            "or open (never closed)",
+        )
         if country is not None and country != "NL":
             for name in ("goede_vrijdag", "bevrijdingsdag"):
                 if name in fields:
@@ -639,7 +522,9 @@ class _Reader:
             return None
         return PublicHolidays(country, goede_vrijdag=goede_vrijdag, bevrijdingsdag=bevrijdingsdag)
 
-    def choice(self, node: Node, what: str, choices: Mapping[str, _C], meaning: str) -> _C | None:
+    def choice(
+        self, node: Node | None, what: str, choices: Mapping[str, _C], meaning: str
+    ) -> _C | None:
         """One of a few words, e.g. open or closed."""
         value = self.text(node, what)
         if value is None:
@@ -649,7 +534,7 @@ class _Reader:
             return None
         return choices[value]
 
-    def country(self, node: Node, what: str, field: str) -> str | None:
+    def country(self, node: Node | None, what: str, field: str) -> str | None:
         # Note: the raw text is used on purpose: YAML 1.1 would read NO (Norway) as false.
         value = self.text(node, f"{what}: {field}")
         if value is None:
@@ -665,7 +550,7 @@ class _Reader:
 
     def opening_hours(self, node: Node, what: str) -> dict[int, list[Span]]:
         hours: dict[int, list[Span]] = {}
-        for day, key_node, value_node in self.entries(node, f"{what}: opening_hours"):
+        for day, key_node, value_node in self.entries(node, f"{what}: opening_hours") or ():
             if day not in WEEKDAYS:
                 self.report(
                     key_node,
@@ -722,66 +607,33 @@ class _Reader:
     def departments(
         self, node: Node | None, calendar_names: set[str]
     ) -> list[tuple[str, Department | None]]:
-        if node is None:
-            return []
-        result: list[tuple[str, Department | None]] = []
-        seen: dict[str, int] = {}
-        items = self.items(node, "departments", "[{id: burgerzaken, ...}]")
-        if not items:
-            self.report(node, "departments: define at least one department")
-        for index, item in enumerate(items, start=1):
-            fields = self.fields(
-                item,
-                _name_for(item, "department", index),
+        return [
+            (dept_id, self.department(dept_id, fields, calendar_names))
+            for dept_id, _, fields in self.listed(
+                node,
+                "department",
+                "departments",
+                "[{id: burgerzaken, ...}]",
                 required=("id", "name", "calendar", "sla"),
                 optional=("warning_at", "reuse_shelf_life_days"),
+                at_least_one=True,
             )
-            if fields is None or "id" not in fields:
-                continue
-            dept_id = self.identifier(fields["id"], "department id")
-            if dept_id is None:
-                continue
-            if dept_id in seen:
-                self.report(
-                    fields["id"],
-                    f"duplicate department id '{dept_id}' (first at line {seen[dept_id]})",
-                )
-                continue
-            seen[dept_id] = _line(fields["id"])
-            result.append((dept_id, self.department(dept_id, item, fields, calendar_names)))
-        return result
+        ]
 
     def department(
-        self,
-        dept_id: str,
-        node: Node,
-        fields: dict[str, Node],
-        calendar_names: set[str],
+        self, dept_id: str, fields: dict[str, Node], calendar_names: set[str]
     ) -> Department | None:
         what = f"department '{dept_id}'"
         before = len(self.problems)
-        name = self.text(fields["name"], f"{what}: name") if "name" in fields else None
-
-        calendar = None
-        if "calendar" in fields:
-            calendar = self.reference(
-                fields["calendar"], what, "calendar", "calendar", calendar_names
-            )
-
-        warning_ratio = DEFAULT_WARNING_RATIO
-        if "warning_at" in fields:
-            warning_ratio = self.percentage(fields["warning_at"], f"{what}: warning_at")
-
-        shelf_life = DEFAULT_REUSE_SHELF_LIFE_DAYS
-        if "reuse_shelf_life_days" in fields:
-            shelf_life = self.days(
-                fields["reuse_shelf_life_days"], f"{what}: reuse_shelf_life_days"
-            )
-
-        sla: dict[Priority, SlaTarget] = {}
-        if "sla" in fields:
-            sla = self.sla(fields["sla"], what)
-
+        name = self.text(fields.get("name"), f"{what}: name")
+        calendar = self.reference(
+            fields.get("calendar"), what, "calendar", "calendar", calendar_names
+        )
+        warning_ratio = self.percentage(fields.get("warning_at"), f"{what}: warning_at")
+        shelf_life = self.days(
+            fields.get("reuse_shelf_life_days"), f"{what}: reuse_shelf_life_days"
+        )
+        sla = self.sla(fields["sla"], what) if "sla" in fields else {}
         if len(self.problems) != before or name is None or calendar is None:
             return None
         return Department(
@@ -793,7 +645,7 @@ class _Reader:
             reuse_shelf_life_days=shelf_life,
         )
 
-    def days(self, node: Node, what: str) -> int:
+    def days(self, node: Node | None, what: str) -> int:
         value = self.text(node, what)
         if value is None:
             return DEFAULT_REUSE_SHELF_LIFE_DAYS
@@ -806,7 +658,7 @@ class _Reader:
             return DEFAULT_REUSE_SHELF_LIFE_DAYS
         return int(value)
 
-    def percentage(self, node: Node, what: str) -> float:
+    def percentage(self, node: Node | None, what: str) -> float:
         value = self.text(node, what)
         if value is None:
             return DEFAULT_WARNING_RATIO
@@ -820,10 +672,8 @@ class _Reader:
         return percent / 100
 
     def sla(self, node: Node, what: str) -> dict[Priority, SlaTarget]:
-        fields = self.fields(node, f"{what}: sla", required=PRIORITIES)
+        fields = self.fields(node, f"{what}: sla", required=PRIORITIES) or {}
         result: dict[Priority, SlaTarget] = {}
-        if fields is None:
-            return result
         for priority in PRIORITIES:
             if priority not in fields:
                 continue
@@ -846,8 +696,6 @@ class _Reader:
         return result
 
     def duration(self, node: Node | None, what: str) -> int | None:
-        if node is None:
-            return None
         value = self.text(node, what)
         if value is None:
             return None
@@ -861,34 +709,18 @@ class _Reader:
 
     def categories(self, node: Node | None, department_ids: set[str]) -> dict[str, Category]:
         result: dict[str, Category] = {}
-        if node is None:
-            return result
-        seen: dict[str, int] = {}
-        for index, item in enumerate(
-            self.items(node, "categories", "[{id: documenten, label: ..., department: ...}]"),
-            start=1,
+        for cat_id, _, fields in self.listed(
+            node,
+            "category",
+            "categories",
+            "[{id: documenten, label: ..., department: ...}]",
+            required=("id", "label", "department"),
         ):
-            fields = self.fields(
-                item, _name_for(item, "category", index), required=("id", "label", "department")
-            )
-            if fields is None or "id" not in fields:
-                continue
-            cat_id = self.identifier(fields["id"], "category id")
-            if cat_id is None:
-                continue
-            if cat_id in seen:
-                self.report(
-                    fields["id"], f"duplicate category id '{cat_id}' (first at line {seen[cat_id]})"
-                )
-                continue
-            seen[cat_id] = _line(fields["id"])
             what = f"category '{cat_id}'"
-            label = self.text(fields["label"], f"{what}: label") if "label" in fields else None
-            department = None
-            if "department" in fields:
-                department = self.reference(
-                    fields["department"], what, "department", "department", department_ids
-                )
+            label = self.text(fields.get("label"), f"{what}: label")
+            department = self.reference(
+                fields.get("department"), what, "department", "department", department_ids
+            )
             if label is not None and department is not None:
                 result[cat_id] = Category(id=cat_id, label=label, department=department)
             else:
@@ -904,43 +736,19 @@ class _Reader:
         department_ids: set[str],
         categories: Mapping[str, Category],
     ) -> list[RuleSpec]:
-        result: list[RuleSpec] = []
-        if node is None:
-            return result
-        seen: dict[str, int] = {}
-        for index, item in enumerate(
-            self.items(node, "rules", "[{id: ..., department: ..., keywords: [...]}]"), start=1
-        ):
-            fields = self.fields(
-                item,
-                _name_for(item, "rule", index),
-                required=("id", "department"),
-                optional=(
-                    "description",
-                    "categories",
-                    "keywords",
-                    "phrases",
-                    "patterns",
-                    "unless",
-                    "priority",
-                    "policy",
-                ),
-            )
-            if fields is None or "id" not in fields:
-                continue
-            rule_id = self.identifier(fields["id"], "rule id")
-            if rule_id is None:
-                continue
-            if rule_id in seen:
-                self.report(
-                    fields["id"], f"duplicate rule id '{rule_id}' (first at line {seen[rule_id]})"
-                )
-                continue
-            seen[rule_id] = _line(fields["id"])
-            rule = self.rule(rule_id, item, fields, department_ids, categories)
-            if rule is not None:
-                result.append(rule)
-        return result
+        listed = self.listed(
+            node,
+            "rule",
+            "rules",
+            "[{id: ..., department: ..., keywords: [...]}]",
+            required=("id", "department"),
+            optional=_RULE_FIELDS,
+        )
+        specs = (
+            self.rule(r_id, item, fields, department_ids, categories)
+            for r_id, item, fields in listed
+        )
+        return [rule for rule in specs if rule is not None]
 
     def rule(
         self,
@@ -953,15 +761,10 @@ class _Reader:
         what = f"rule '{rule_id}'"
         before = len(self.problems)
 
-        department = None
-        if "department" in fields:
-            department = self.reference(
-                fields["department"], what, "department", "department", department_ids
-            )
-
-        description = None
-        if "description" in fields:
-            description = self.text(fields["description"], f"{what}: description")
+        department = self.reference(
+            fields.get("department"), what, "department", "department", department_ids
+        )
+        description = self.text(fields.get("description"), f"{what}: description")
 
         rule_categories: list[str] = []
         for value, item in self.strings(
@@ -1007,17 +810,11 @@ class _Reader:
             else:
                 patterns.append(value)
 
-        priority = None
-        if "priority" in fields:
-            priority = self.priority_change(fields["priority"], what)
+        priority = self.priority_change(fields["priority"], what) if "priority" in fields else None
 
-        policy = False
-        if "policy" in fields:
-            node_policy = fields["policy"]
-            if node_policy.tag != "tag:yaml.org,2002:bool":
-                self.report(node_policy, f"{what}: policy must be true or false")
-            else:
-                policy = str(node_policy.value).lower() == "true"
+        policy = fields.get("policy")
+        if policy is not None and policy.tag != "tag:yaml.org,2002:bool":
+            self.report(policy, f"{what}: policy must be true or false")
 
         if not (rule_categories or words["keywords"] or words["phrases"] or patterns) and (
             len(self.problems) == before
@@ -1039,7 +836,7 @@ class _Reader:
             unless=tuple(words["unless"]),
             priority=priority,
             description=description,
-            policy=policy,
+            policy=policy is not None and str(policy.value).lower() == "true",
         )
 
     def priority_change(self, node: Node, what: str) -> PriorityChange | None:
@@ -1051,9 +848,7 @@ class _Reader:
             )
             return None
         fields = self.fields(node, f"{what}: priority", required=(), optional=("set", "raise_to"))
-        if fields is None:
-            return None
-        if len(fields) != 1:
+        if fields is None or len(fields) != 1:
             self.report(
                 node,
                 f"{what}: priority needs exactly one of 'set' or 'raise_to', "
@@ -1064,7 +859,7 @@ class _Reader:
         value = self.text(value_node, f"{what}: priority {mode}")
         if value is None:
             return None
-        priority = _PRIORITY_BY_NAME.get(value)
+        priority = PRIORITY_BY_NAME.get(value)
         if priority is None:
             self.report(
                 value_node,
@@ -1075,6 +870,16 @@ class _Reader:
 
 
 _EMPTY: Final = ScalarNode(_NULL_TAG, "")
+_RULE_FIELDS: Final = (
+    "description",
+    "categories",
+    "keywords",
+    "phrases",
+    "patterns",
+    "unless",
+    "priority",
+    "policy",
+)
 
 
 def _name_for(node: Node, kind: str, index: int) -> str:
