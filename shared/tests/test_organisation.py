@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import kcc_shared
 import pytest
 from kcc_shared.organisation import (
     PRIORITIES,
@@ -198,6 +199,17 @@ def test_the_file_chooses_the_holidays_clocks_stop_on(
     day = dt.timedelta(days=1)
     assert hours(good_friday, good_friday + day) == goede_vrijdag_2026 * 3600
     assert hours(may_5, may_5 + day) == bevrijdingsdag_2026 * 3600
+
+
+def test_the_packaged_default_is_the_file_compose_and_kubernetes_mount() -> None:
+    # docker-compose.yml, deploy/k8s and the docs name shared/src/kcc_shared/organisation.yaml;
+    # the reader lives in kcc_shared/organisation/, one folder deeper than that file.
+    shipped = Path(kcc_shared.__file__).parent / "organisation.yaml"
+
+    organisation = load_organisation()
+
+    assert Path(organisation.source) == shipped
+    assert organisation.version == load_organisation(shipped).version
 
 
 def test_packaged_calendars_make_the_documented_holiday_choices() -> None:
