@@ -166,6 +166,7 @@ BAD: list[Any] = [
     pytest.param("KCC_HTTP_WORKERS", "0", id="no gunicorn workers"),
     pytest.param("KCC_HTTP_WORKERS", "two", id="workers not a number"),
     pytest.param("KCC_HTTP_THREADS", "1", id="one thread: a stream would block the API"),
+    pytest.param("KCC_STREAMS_PER_PROCESS", "32", id="as many streams as threads"),
     pytest.param("KCC_CONSUMER_BATCH_SIZE", "0", id="consumer batch size zero"),
     pytest.param("KCC_CONSUMER_BATCH_SIZE", "5001", id="consumer batch size too large"),
     pytest.param("KCC_CONSUMER_BATCH_SIZE", "lots", id="consumer batch size not a number"),
@@ -200,6 +201,19 @@ def test_a_bad_variable_is_reported_by_name(variable: str, raw: str) -> None:
     [problem] = caught.value.problems
     assert problem.startswith(variable)
     assert variable in str(caught.value)
+
+
+def test_live_streams_must_leave_a_thread_for_the_api() -> None:
+    # Each open stream holds a gunicorn thread; as many streams as threads and the pages,
+    # the API and /readyz would wait behind the streams.
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env({"KCC_HTTP_THREADS": "8"})
+
+    assert caught.value.problems == [
+        "KCC_STREAMS_PER_PROCESS: must be below KCC_HTTP_THREADS (8): each live stream holds "
+        "a thread, and the API needs at least one"
+    ]
+    assert Config.from_env({"KCC_HTTP_THREADS": "8", "KCC_STREAMS_PER_PROCESS": "6"})
 
 
 def test_all_bad_variables_are_reported_at_once() -> None:

@@ -111,7 +111,7 @@ class Config:
     http_threads: int = _setting(
         32,
         "Threads per gunicorn worker (gthread, 2-1000): every open live stream holds one, so "
-        "keep it above KCC_STREAMS_PER_PROCESS; the rest serve the API and health checks.",
+        "it must exceed KCC_STREAMS_PER_PROCESS; the rest serve the API and health checks.",
     )
     auth_cache_seconds: float = _setting(
         10.0,
@@ -143,7 +143,7 @@ class Config:
     streams_per_process: int = _setting(
         24,
         "Live update streams (SSE) one intake or back-office process serves at once; each "
-        "holds a server thread, so keep it under KCC_HTTP_THREADS. More: 503.",
+        "holds a server thread, so it must be below KCC_HTTP_THREADS. More: 503.",
     )
     retention_days: int = _setting(
         30,
@@ -245,6 +245,12 @@ class Config:
             problems.append("KCC_HTTP_WORKERS: must be between 1 and 64")
         if not 2 <= self.http_threads <= 1000:
             problems.append("KCC_HTTP_THREADS: must be between 2 and 1000")
+        elif self.streams_per_process >= self.http_threads:
+            # Streams beyond that would hold every thread: the API and /readyz would hang.
+            problems.append(
+                f"KCC_STREAMS_PER_PROCESS: must be below KCC_HTTP_THREADS ({self.http_threads}): "
+                "each live stream holds a thread, and the API needs at least one"
+            )
         if self.metrics_token is not None and not (
             16 <= len(self.metrics_token) <= 200
             and all("!" <= c <= "~" for c in self.metrics_token)
