@@ -135,7 +135,8 @@ class PrivateRabbitMQ:
             raise RuntimeError(f"RabbitMQ node exited with {self.process.returncode}:\n{log}")
         try:
             self.ctl("await_startup", "--timeout", "5", timeout=20)
-        except RuntimeError:
+        except (RuntimeError, subprocess.TimeoutExpired):
+            # Not up yet; on a busy machine rabbitmqctl's own VM may take 20 s to answer.
             return False
         return True
 
