@@ -336,8 +336,10 @@ class Stack:
             )
         process.wanted = True
 
-    def start_all(self, *, timeout: float = 90.0) -> None:
-        """Start every process not running yet, then wait until each is ready."""
+    def start_all(self, *, timeout: float = 240.0) -> None:
+        """Start every process not running yet, then wait until each is ready. The bound
+        holds for nine processes starting at once on a busy two-core machine (each imports
+        Flask, SQLAlchemy and the models: several CPU seconds)."""
         started = [n for n in PROCESSES if not self.running(n)]
         for name in started:
             self.start(name)
