@@ -6,15 +6,18 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import click
 
 # Note: import nothing that imports prometheus_client here (config imports the standard library
 # only). gunicorn's master reads this before any worker imports the app, and
 # PROMETHEUS_MULTIPROC_DIR must be set by then.
 from kcc_shared.config import Config, ConfigError
 
-__all__ = ["settings"]
+__all__ = ["serve_command", "settings"]
 
 # As the services' commands: the configuration keeps the process from starting.
 EXIT_CONFIG = 2
@@ -66,3 +69,31 @@ def settings(service: str, default_port: int) -> dict[str, Any]:
         "on_starting": on_starting,
         "child_exit": child_exit,
     }
+
+
+def serve_command(
+    package: str, default_port: int, summary: str, check: Callable[[], None] | None = None
+) -> click.Command:
+    """`kcc <service> serve`: replace this process with gunicorn running `<package>.app`
+    under `<package>.gunicorn_conf`. `check` runs first, to refuse in words what every worker
+    would otherwise refuse with a traceback."""
+
+    @click.command("serve", help=summary)
+    @click.option(
+        "--bind",
+        default=None,
+        help=f"host:port (default KCC_HTTP_BIND or 127.0.0.1:{default_port})",
+    )
+    @click.option("--workers", type=click.IntRange(1, 64), default=None, help="gunicorn workers")
+    def serve(bind: str | None, workers: int | None) -> None:
+        if check is not None:
+            check()
+        args = [sys.executable, "-m", "gunicorn", "-c", f"python:{package}.gunicorn_conf"]
+        if bind:
+            args += ["--bind", bind]
+        if workers:
+            args += ["--workers", str(workers)]
+        args.append(f"{package}.app:create_app()")
+        os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
+
+    return serve

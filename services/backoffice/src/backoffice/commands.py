@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 
 import click
 from kcc_shared.config import Config, ConfigError
+from kcc_shared.gunicorn import serve_command
 from kcc_shared.migrations import migrate_command
 from kcc_shared.retention import Target, outbox_target, processed_target, prune_command
 
@@ -27,18 +26,9 @@ def backoffice_group() -> None:
     """Department staff work their queue (HTTP API, inbox pages, event consumer)."""
 
 
-@backoffice_group.command("serve")
-@click.option("--bind", default=None, help="host:port (default KCC_HTTP_BIND or 127.0.0.1:8002)")
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="gunicorn workers")
-def serve(bind: str | None, workers: int | None) -> None:
-    """Run the API and the inbox pages under gunicorn (backoffice.gunicorn_conf)."""
-    args = [sys.executable, "-m", "gunicorn", "-c", "python:backoffice.gunicorn_conf"]
-    if bind:
-        args += ["--bind", bind]
-    if workers:
-        args += ["--workers", str(workers)]
-    args.append("backoffice.app:create_app()")
-    os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
+backoffice_group.add_command(
+    serve_command("backoffice", 8002, "Run the API and the inbox pages under gunicorn.")
+)
 
 
 @backoffice_group.command("consume")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 from datetime import UTC, datetime
 
 import click
+from kcc_shared.gunicorn import serve_command
 from kcc_shared.migrations import migrate_command
 from kcc_shared.retention import Target, outbox_target, processed_target, prune_command
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,18 +25,9 @@ def intake_group() -> None:
     """The agents' front door (HTTP API and the consumer keeping their view current)."""
 
 
-@intake_group.command("serve")
-@click.option("--bind", default=None, help="host:port (default KCC_HTTP_BIND or 127.0.0.1:8001)")
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="gunicorn workers")
-def serve(bind: str | None, workers: int | None) -> None:
-    """Run the intake under gunicorn with the settings in intake.gunicorn_conf."""
-    args = [sys.executable, "-m", "gunicorn", "-c", "python:intake.gunicorn_conf"]
-    if bind:
-        args += ["--bind", bind]
-    if workers:
-        args += ["--workers", str(workers)]
-    args.append("intake.app:create_app()")
-    os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
+intake_group.add_command(
+    serve_command("intake", 8001, "Run the API and the desk pages under gunicorn.")
+)
 
 
 @intake_group.command("consume")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
 
 import click
 from kcc_shared.config import Config, ConfigError
+from kcc_shared.gunicorn import serve_command
 from kcc_shared.migrations import migrate_command
 from kcc_shared.organisation import OrganisationError, load_organisation
 from kcc_shared.retention import Target, outbox_target, processed_target, prune_command
@@ -48,23 +47,16 @@ def sla_group() -> None:
     """SLA clocks in business time, warnings, breaches and metrics."""
 
 
-@sla_group.command("serve")
-@click.option("--bind", default=None, help="host:port (default KCC_HTTP_BIND or 127.0.0.1:8003)")
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="gunicorn workers")
-def serve(bind: str | None, workers: int | None) -> None:
-    """Run the summary API and the overview pages under gunicorn (sla_monitor.gunicorn_conf).
-
-    Its /metrics holds only its HTTP latency; the SLA figures are `kcc sla run`'s.
-    """
-    # Said here once, in words, rather than as a traceback of every gunicorn worker.
-    _check_organisation(_config())
-    args = [sys.executable, "-m", "gunicorn", "-c", "python:sla_monitor.gunicorn_conf"]
-    if bind:
-        args += ["--bind", bind]
-    if workers:
-        args += ["--workers", str(workers)]
-    args.append("sla_monitor.app:create_app()")
-    os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
+sla_group.add_command(
+    serve_command(
+        "sla_monitor",
+        8003,
+        "Run the summary API and the overview pages under gunicorn. Its /metrics holds only "
+        "its HTTP latency; the SLA figures are `kcc sla run`'s.",
+        # Said here once, in words, rather than as a traceback of every gunicorn worker.
+        check=lambda: _check_organisation(_config()),
+    )
+)
 
 
 @sla_group.command("run")
