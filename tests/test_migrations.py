@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from intake.store import NewRequest, RequestStore
+from intake.store import RequestStore
+from intake.view import NewRequest
 from kcc_cli.main import cli
 from kcc_cli.migrate import SERVICES, migrate_dev
 from kcc_shared.auth import Principal, open_token_store

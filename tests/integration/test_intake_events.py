@@ -74,7 +74,7 @@ def file(app: Flask, user: str = "agent-anna") -> tuple[str, dict[str, str]]:
         "/api/v1/requests", json={"question": QUESTION}, headers=headers
     )
     assert response.status_code == 202
-    return str(response.json["id"]), headers
+    return str(response.get_json()["id"]), headers
 
 
 def events_for(request_id: str) -> list[Event]:
@@ -122,7 +122,7 @@ def events_for(request_id: str) -> list[Event]:
 
 def view(app: Flask, request_id: str, headers: dict[str, str]) -> dict[str, Any]:
     body: dict[str, Any] = (
-        app.test_client().get(f"/api/v1/requests/{request_id}", headers=headers).json
+        app.test_client().get(f"/api/v1/requests/{request_id}", headers=headers).get_json()
     )
     return body
 

@@ -74,7 +74,7 @@ def test_a_submitted_request_is_on_the_wire_redacted_and_persistent(
         "/api/v1/requests",
         json={"question": QUESTION, "priority": "high", "category": "documenten"},
         headers=token(app),
-    ).json
+    ).get_json()
 
     [(method, properties, body)] = drain(amqp_channel, queue, expected=1)
     event = json.loads(body)
@@ -138,7 +138,7 @@ def test_nothing_is_lost_while_the_broker_is_unreachable(
                 headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
             )
             assert response.status_code == 202
-            accepted.append(response.json["id"])
+            accepted.append(response.get_json()["id"])
 
         assert backlog() == 40  # stored and waiting, not dropped
         metrics = client.get("/metrics").get_data(as_text=True)
