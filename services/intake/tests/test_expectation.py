@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from intake.expectation import expected_answer
-from intake.view import Request, TimelineEntry
+from intake.view import Request
+from kcc_shared.events import TimelineEntry
 from kcc_shared.organisation import Organisation, load_organisation
 
 NL = ZoneInfo("Europe/Amsterdam")

@@ -27,6 +27,7 @@ __all__ = [
     "Event",
     "InvalidEvent",
     "Priority",
+    "TimelineEntry",
     "UnknownEventType",
     "UnknownSchemaVersion",
     "derived_event_id",
@@ -268,6 +269,17 @@ class EnvelopeSchema(_Strict):
 
 
 ENVELOPE: Final = EnvelopeSchema()
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One event of a request as its timeline shows it (in the intake and the back office)."""
+
+    event_id: str
+    type: str
+    occurred_at: datetime
+    actor: Mapping[str, str]
+    details: Mapping[str, Any]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any, Final
 from kcc_shared.auth import Principal
 from kcc_shared.consumer import processed_events_table
 from kcc_shared.db import UtcDateTime, is_postgres, write
-from kcc_shared.events import OPEN_STATES, Actor, Event, new_event
+from kcc_shared.events import OPEN_STATES, Actor, Event, TimelineEntry, new_event
 from kcc_shared.migrations import require_current
 from kcc_shared.organisation import Organisation
 from kcc_shared.outbox import Clock, Outbox, outbox_table, utcnow
@@ -265,15 +265,6 @@ class NotYourDepartment(PermissionError):
 
 class UnknownDepartment(ValueError):
     """A forward names a department the organisation does not have."""
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    event_id: str
-    type: str
-    occurred_at: datetime
-    actor: Mapping[str, str]
-    details: Mapping[str, Any]
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 from kcc_shared.clocks import CLOCK_EVENT_TYPES, US, Clock, HistoryEvent, derive, threshold_instant
 from kcc_shared.dutch_time import business_left, deadline, moment
+from kcc_shared.events import TimelineEntry
 from kcc_shared.organisation import Organisation
 
-from intake.view import LOCAL, Request, TimelineEntry
+from intake.view import LOCAL, Request
 
 __all__ = ["Expectation", "expected_answer"]
 

@@ -12,7 +12,7 @@ from typing import Any
 from kcc_shared.auth import Principal
 from kcc_shared.consumer import processed_events_table
 from kcc_shared.db import UtcDateTime, is_postgres, write
-from kcc_shared.events import Actor, Event, new_event
+from kcc_shared.events import Actor, Event, TimelineEntry, new_event
 from kcc_shared.migrations import require_current
 from kcc_shared.outbox import Clock, Outbox, outbox_table, utcnow
 from kcc_shared.privacy import redact_bsn
@@ -55,7 +55,6 @@ from intake.view import (
     Rating,
     Request,
     Submission,
-    TimelineEntry,
     fold,
     order_key,
 )

@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
+from kcc_shared.events import TimelineEntry
+
 # The agent's clock: references are numbered per year, and dates are shown, in Dutch time.
 LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 OPEN: Final = ("submitted", "routed", "claimed", "awaiting_clarification")
@@ -56,15 +58,6 @@ class Rating:
     thanks: bool
     comment: str | None
     reopen: bool
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    event_id: str
-    type: str
-    occurred_at: datetime
-    actor: Mapping[str, str]
-    details: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
