@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from backoffice.errors import InvalidTransition
 from backoffice.inbox import (
     ACTIONS,
     STATES,
     TRANSITIONS,
-    InvalidTransition,
     Item,
     apply_event,
     next_state,

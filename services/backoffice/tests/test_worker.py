@@ -10,7 +10,8 @@ from typing import Any
 
 import pika
 import pytest
-from backoffice.store import InboxStore, ItemNotFound
+from backoffice.errors import ItemNotFound
+from backoffice.store import InboxStore
 from backoffice.worker import InboxWorker
 from kcc_shared.db import make_engine
 from kcc_shared.events import Event

@@ -10,6 +10,7 @@ from kcc_shared.api import BEARER, Blueprint, current_principal, errors, require
 from kcc_shared.auth import Principal
 from marshmallow import RAISE
 
+from backoffice.errors import ItemNotFound, NotYourDepartment
 from backoffice.inbox import Item
 from backoffice.schemas import (
     AnswerSchema,
@@ -22,7 +23,7 @@ from backoffice.schemas import (
     SimilarAnswersSchema,
 )
 from backoffice.service import BackofficeContext
-from backoffice.store import Action, ItemNotFound, NotYourDepartment
+from backoffice.store import Action
 
 inbox_blp = Blueprint(
     "inbox",

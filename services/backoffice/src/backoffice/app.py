@@ -14,11 +14,11 @@ from kcc_shared.health import broker_check, database_check, health_blueprint
 from kcc_shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, instrument
 from kcc_shared.organisation import load_organisation
 from kcc_shared.outbox import Clock, outbox_backlog, relay_for, utcnow
+from kcc_shared.problems import register_problem_handlers
 from kcc_shared.publisher import connection_factory
 from kcc_shared.web import init_web
 
 from backoffice.api import inbox_blp, items_blp
-from backoffice.errors import register_error_handlers
 from backoffice.inbox import LISTABLE_STATES
 from backoffice.live import inbox_feed
 from backoffice.metrics import INBOX_ITEMS, SERVICE
@@ -64,7 +64,7 @@ def create_app(config: Config | None = None, *, clock: Clock = utcnow) -> Flask:
     app.extensions[TOKENS_EXTENSION] = tokens
 
     api = make_api(app, title="KCC back office", version="1.0.0", description=DESCRIPTION)
-    register_error_handlers(app)
+    register_problem_handlers(app)
     api.register_blueprint(inbox_blp)
     api.register_blueprint(items_blp)
     init_web(

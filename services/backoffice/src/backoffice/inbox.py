@@ -10,6 +10,8 @@ from typing import Any, Final
 from kcc_shared.calendar import BusinessCalendar
 from kcc_shared.events import OPEN_STATES, Event
 
+from backoffice.errors import InvalidTransition
+
 # `pending`: known from an agent event (submitted, cancelled) but not routed to a department
 # yet; nobody's inbox shows it. `forwarded`: handed to another department, waiting for the
 # router; it leaves the old inbox at once and lands in the new one with the routed event.
@@ -56,16 +58,6 @@ _ACTION_WORDS: Final[Mapping[str, str]] = {
     "clarification_request": "ask for clarification on",
     "forward": "forward",
 }
-
-
-class InvalidTransition(Exception):
-    """The action does not fit the item's state (answered, held by someone else, ...)."""
-
-    def __init__(self, detail: str, *, state: str, action: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.state = state
-        self.action = action
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,19 @@ from kcc_shared.web import current_user, login_required
 from werkzeug.wrappers import Response
 
 from backoffice import worklist
-from backoffice.inbox import LISTABLE_STATES, InvalidTransition, Item
+from backoffice.errors import (
+    BadFilter,
+    InvalidTransition,
+    ItemNotFound,
+    NotInGroup,
+    NotYourDepartment,
+    UnknownDepartment,
+    UnknownInbox,
+)
+from backoffice.inbox import LISTABLE_STATES, Item
 from backoffice.schemas import TEXT_MIN_LENGTH
-from backoffice.service import BackofficeContext, NotInGroup, UnknownInbox, check_department
-from backoffice.store import Action, ItemNotFound, NotYourDepartment, UnknownDepartment
+from backoffice.service import BackofficeContext, check_department
+from backoffice.store import Action
 
 pages_bp = Blueprint("pages", __name__, template_folder="templates")
 # inbox.js is served from the app's own static folder (backoffice/static): a file, since the
@@ -149,7 +158,7 @@ def _worklist_page(department: str | None) -> Any:
             priority=priority,
             states=states,
         )
-    except worklist.BadFilter as exc:
+    except BadFilter as exc:
         return _refusal(400, "Onbekend filter", str(exc))
     except UnknownInbox:
         return _refusal(
@@ -370,7 +379,7 @@ def act(request_id: Any, slug: str) -> Response:
         flash(f"Dat kan nu niet: {_refusal_words(exc, item_id)}", "fout")
         return redirect(back, 303)
     except UnknownDepartment as exc:
-        flash(f"Doorsturen lukt niet: {_FORWARD_REFUSALS.get(str(exc), str(exc))}.", "fout")
+        flash(f"Doorsturen lukt niet: {_FORWARD_REFUSALS.get(exc.reason, exc.reason)}.", "fout")
         return redirect(again, 303)
     flash(ACTION_DONE[name] if result.event else "Je had deze vraag al opgepakt.", "gelukt")
     if name == "forward":

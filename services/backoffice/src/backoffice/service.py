@@ -15,22 +15,11 @@ from kcc_shared.privacy import redact_bsn
 from kcc_shared.sse import LiveFeed
 
 from backoffice import duplicates
+from backoffice.errors import NotInGroup, NotYourDepartment, UnknownInbox
 from backoffice.inbox import Item, Sla, deadline_of, sla_of
 from backoffice.metrics import SERVICE, STAFF_ACTIONS
 from backoffice.similar import EarlierAnswers, Similar
-from backoffice.store import Action, ActionResult, InboxStore, NotYourDepartment
-
-
-class UnknownInbox(LookupError):
-    """No department with this id in the organisation file."""
-
-
-class NotInGroup(Exception):
-    """The item is not (or no longer) in a group of similar questions with the others."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
+from backoffice.store import Action, ActionResult, InboxStore
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ from sqlalchemy import (
     update,
 )
 
-from backoffice.inbox import InvalidTransition, Item, apply_event, next_state
+from backoffice.errors import InvalidTransition, ItemNotFound, NotYourDepartment, UnknownDepartment
+from backoffice.inbox import Item, apply_event, next_state
 from backoffice.migrations import HISTORY
 
 metadata = MetaData()
@@ -253,18 +254,6 @@ class OpenQuestion:
     request_id: str
     arrived_at: datetime
     vector: bytes
-
-
-class ItemNotFound(LookupError):
-    """No such item (or, for staff, not one of their departments: the two look the same)."""
-
-
-class NotYourDepartment(PermissionError):
-    """The item or inbox belongs to a department the person does not work for."""
-
-
-class UnknownDepartment(ValueError):
-    """A forward names a department the organisation does not have."""
 
 
 @dataclass(frozen=True)
@@ -978,12 +967,8 @@ __all__ = [
     "Change",
     "Forward",
     "InboxStore",
-    "InvalidTransition",
-    "ItemNotFound",
-    "NotYourDepartment",
     "OpenQuestion",
     "Rating",
     "Reused",
     "TimelineEntry",
-    "UnknownDepartment",
 ]

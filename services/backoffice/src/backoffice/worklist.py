@@ -13,8 +13,9 @@ from kcc_shared.auth import Principal
 from kcc_shared.dutch_time import business_left, deadline
 from kcc_shared.events import OPEN_STATES
 
+from backoffice.errors import BadFilter, UnknownInbox
 from backoffice.inbox import Item, Sla, deadline_of
-from backoffice.service import BackofficeContext, UnknownInbox, check_department
+from backoffice.service import BackofficeContext, check_department
 
 LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 
@@ -72,10 +73,6 @@ class Worklist:
     queue: list[Row]  # everything else that matches the filters, earliest deadline first
     counts: list[DepartmentCount]  # per department of the viewer, unfiltered
     scope: DepartmentCount  # the department shown (or all of them), unfiltered
-
-
-class BadFilter(ValueError):
-    """A filter value the page does not offer (a hand-edited address): said in Dutch."""
 
 
 def departments_of(viewer: Principal, ctx: BackofficeContext) -> list[str]:
