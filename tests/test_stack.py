@@ -35,6 +35,8 @@ def post_question(stack: Stack) -> Any:
     )
 
 
+# Starting its processes may take minutes on a busy two-core machine (the readiness bounds).
+@pytest.mark.timeout(480)
 def test_kill_restart_and_unexpected_exit(tmp_path: Path, broker_url: str) -> None:
     try:
         stack = Stack(tmp_path, broker_url, POSTGRES_ADMIN_DSN, name="harness")

@@ -267,6 +267,8 @@ def database_rows(stack: Stack) -> dict[str, bytes]:
 # -- the lifecycle -----------------------------------------------------------------------------
 
 
+# Starting its processes may take minutes on a busy two-core machine (the readiness bounds).
+@pytest.mark.timeout(480)
 def test_no_bsn_anywhere_after_a_whole_lifecycle(stack: Stack, tap: BlockingChannel) -> None:
     planted = Planted()
     seen = Seen()

@@ -368,6 +368,8 @@ def pipeline_queries() -> list[str]:
     )
 
 
+# Starting its processes may take minutes on a busy two-core machine (the readiness bounds).
+@pytest.mark.timeout(480)
 def test_every_pipeline_panel_and_constant_rule_returns_data(stack: Stack) -> None:
     submit_questions(stack)
     constants = [r for r in recording_rules() if not needs_sla_monitor(r)]
@@ -412,6 +414,8 @@ def staff_events(request_id: str, department: str, ids: list[str]) -> list[Any]:
     ]
 
 
+# Starting its processes may take minutes on a busy two-core machine (the readiness bounds).
+@pytest.mark.timeout(480)
 def test_every_sla_panel_and_recording_rule_returns_data(
     request: pytest.FixtureRequest, vhost: str, wait_for: Callable[..., None]
 ) -> None:
