@@ -281,12 +281,20 @@ def test_only_rows_the_broker_confirmed_are_marked_sent(
     events = submitted(3)
     store.add(events)
 
-    assert relays(store, broker_url).relay_once() == 1
+    relay = relays(store, broker_url)
+    assert relay.relay_once() == 1
 
     rows = store.rows()
     assert [e.id for e in events if rows[e.id].sent_at is not None] == [events[0].id]
     assert all("nacked" in rows[e.id].last_error for e in events[1:])
     assert [p.message_id for _, p, _ in take_all(amqp_channel, queue)] == [events[0].id]
+
+    # A refused row is not given up: each later sweep (on a new channel, since a channel that
+    # was refused may go on refusing) sends what the queue has room for, in order.
+    for event in events[1:]:
+        assert relay.relay_once() == 1
+        assert [p.message_id for _, p, _ in take_all(amqp_channel, queue)] == [event.id]
+    assert store.unsent() == 0
 
 
 def test_a_broker_outage_delays_rows_and_loses_none(
