@@ -118,6 +118,21 @@ def test_gunicorn_workers_accept_publish_and_report_one_set_of_metrics(
     wait_for(lambda: 'kcc_outbox_backlog{service="intake"} 0.0' in http(f"{base}/metrics")[1])
 
 
+def test_each_worker_logs_in_the_configured_format(
+    intake_server: tuple[str, str], tmp_path: Path, wait_for: Callable[..., None]
+) -> None:
+    # The JSON lines operators ship to their log store, with every field, from the workers
+    # too (they once printed bare event names through Python's last-resort handler).
+    def started() -> list[dict[str, object]]:
+        text = (tmp_path / "gunicorn.log").read_text()
+        lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        return [line for line in lines if line["event"] == "http_worker_started"]
+
+    wait_for(lambda: len(started()) == 2)
+    assert [line["service"] for line in started()] == ["intake", "intake"]
+    assert len({line["worker_pid"] for line in started()}) == 2
+
+
 def test_a_bad_token_and_bad_body_are_refused_by_the_real_server(
     intake_server: tuple[str, str],
 ) -> None:

@@ -41,6 +41,19 @@ def settings(service: str, default_port: int) -> dict[str, Any]:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         Path(metrics_dir).mkdir(parents=True, exist_ok=True)
 
+    def post_fork(server: Any, worker: Any) -> None:
+        # The app's own log lines in the configured format (JSON by default), scrubbed of any
+        # BSN like every other process's; without this a worker printed bare event names
+        # through Python's last-resort handler, every field dropped.
+        import logging
+
+        from kcc_shared.logging import configure_logging
+
+        configure_logging(config.log_level, config.log_format)
+        logging.getLogger(__name__).info(
+            "http_worker_started", extra={"service": service, "worker_pid": os.getpid()}
+        )
+
     def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
@@ -67,6 +80,7 @@ def settings(service: str, default_port: int) -> dict[str, Any]:
         # and on a read-only root file system (the containers) it only logs a failure.
         "control_socket_disable": True,
         "on_starting": on_starting,
+        "post_fork": post_fork,
         "child_exit": child_exit,
     }
 
