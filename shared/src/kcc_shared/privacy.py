@@ -447,7 +447,17 @@ def _range_end(groups: Sequence[str], kinds: Sequence[str], i: int) -> int | Non
         return None
     a, b = groups[i], groups[i + 1]
     years = all(len(y) == 4 and 1900 <= int(y) <= 2099 for y in (a, b))
-    return i + 1 if years and _standalone(kinds, i, i + 1) else None
+    if not years or not _standalone(kinds, i, i + 1):
+        return None
+    # "zaken/2024/2000 000 07": the second "year" begins a BSN written on after it.
+    return None if _begins_bsn(groups, i + 1) else i + 1
+
+
+def _begins_bsn(groups: Sequence[str], i: int) -> bool:
+    """The digits from group i on, whatever the gaps, start with a BSN (9 digits, or 8 that
+    left out the leading zero)."""
+    digits = "".join(groups[i:])
+    return is_bsn(digits[:9]) or (len(digits) >= 8 and is_bsn("0" + digits[:8]))
 
 
 def _time_range_end(groups: Sequence[str], kinds: Sequence[str], i: int) -> int | None:
