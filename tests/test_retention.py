@@ -17,6 +17,7 @@ from intake.stream import last_seq
 from intake.view import NewRequest
 from kcc_cli.main import cli
 from kcc_shared.auth import Principal
+from kcc_shared.config import EXIT_CONFIG
 from kcc_shared.db import make_engine
 from sla_monitor import tables as sla_store
 from sqlalchemy import Engine, Table, func, insert, select, update
@@ -219,7 +220,7 @@ def test_a_bad_retention_setting_is_refused_and_nothing_is_deleted(
 
     result = run(url, "intake", "prune", KCC_RETENTION_DAYS="3")
 
-    # `kcc` checks every setting before any command runs (exit 1, as for any bad setting).
-    assert result.exit_code == 1
+    # `kcc` checks every setting before any command runs (EXIT_CONFIG, as for any bad setting).
+    assert result.exit_code == EXIT_CONFIG
     assert "KCC_RETENTION_DAYS: must be between 7 and 36500 days" in result.output
     assert count(engine, intake_store.processed_events) == 2

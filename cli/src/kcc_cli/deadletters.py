@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import click
-from kcc_shared.config import Config, ConfigError
+from kcc_shared.commands import current_config, organisation_or_exit
 from kcc_shared.deadletters import (
     BrokerUnavailable,
     DeadLetter,
@@ -17,7 +17,6 @@ from kcc_shared.deadletters import (
     DeadLetterNotFound,
     ParkingLot,
 )
-from kcc_shared.organisation import OrganisationError, load_organisation
 from kcc_shared.retention import cutoff_for
 from kcc_shared.topology import SERVICE_BINDINGS, department_queue_name
 
@@ -33,20 +32,11 @@ def dead_letters_group() -> None:
     """Parked messages: ids, type and reason (never the request's text)."""
 
 
-def _config() -> Config:
-    try:
-        return Config.from_env()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
 @contextmanager
 def _parking_lot() -> Iterator[ParkingLot]:
+    config = current_config("dead-letters")
     try:
-        config = Config.from_env()
         yield ParkingLot(config.broker_url, timeout=config.publish_timeout)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
     except DeadLetterNotFound as exc:
         click.echo(f"Error: {exc}; see `kcc dead-letters list`. Nothing was replayed.", err=True)
         raise click.exceptions.Exit(EXIT_NOT_FOUND) from None
@@ -61,11 +51,8 @@ def _parking_lot() -> Iterator[ParkingLot]:
 def _known_queues() -> list[str]:
     """The queues a message can be parked from: every service's, and every department's of
     the configured organisation."""
-    config = _config()
-    try:
-        departments = list(load_organisation(config.organisation_file).departments)
-    except OrganisationError as exc:
-        raise click.ClickException(str(exc)) from None
+    organisation = organisation_or_exit("dead-letters", current_config("dead-letters"))
+    departments = list(organisation.departments)
     return [*SERVICE_BINDINGS, *(department_queue_name(d) for d in departments)]
 
 
@@ -147,7 +134,7 @@ def replay_command(ids: tuple[str, ...], replay_all: bool) -> None:
     """
     if bool(ids) == replay_all:
         raise click.UsageError("give --id ID (one or more) or --all")
-    days = _config().retention_days
+    days = current_config("dead-letters").retention_days
     now = datetime.now(UTC)
     with _parking_lot() as lot:
         result = lot.replay(None if replay_all else ids, parked_since=cutoff_for(days, now))

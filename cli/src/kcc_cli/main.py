@@ -14,8 +14,7 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 import click
 from backoffice.commands import backoffice_group
 from intake.commands import intake_group
-from kcc_shared.config import Config, ConfigError
-from kcc_shared.logging import configure_logging
+from kcc_shared.commands import current_config
 from kcc_shared.migrations import EXIT_ERROR, SchemaError
 from router.commands import router_group, rules_group
 from sla_monitor.commands import sla_group
@@ -32,12 +31,9 @@ from kcc_cli.token import token_group
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """KCC knowledge-request routing: intake, router, back office and SLA monitor."""
-    try:
-        config = Config.from_env()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-    configure_logging(config.log_level, config.log_format)
-    ctx.obj = config
+    # Read once for every command below (kcc_shared.commands.current_config); a wrong variable
+    # stops here, named, with EXIT_CONFIG.
+    ctx.obj = current_config("kcc")
 
 
 for group in (

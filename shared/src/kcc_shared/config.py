@@ -9,9 +9,13 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
-__all__ = ["Config", "ConfigError"]
+__all__ = ["EXIT_CONFIG", "Config", "ConfigError"]
 
 T = TypeVar("T")
+
+# The exit status of a process or command that refused to start on its configuration or the
+# organisation file (a crash exits otherwise): one number for every `kcc` command.
+EXIT_CONFIG: Final = 2
 
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS: Final = ("json", "text")

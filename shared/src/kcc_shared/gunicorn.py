@@ -15,12 +15,9 @@ import click
 # Note: import nothing that imports prometheus_client here (config imports the standard library
 # only). gunicorn's master reads this before any worker imports the app, and
 # PROMETHEUS_MULTIPROC_DIR must be set by then.
-from kcc_shared.config import Config, ConfigError
+from kcc_shared.config import EXIT_CONFIG, Config, ConfigError
 
 __all__ = ["serve_command", "settings"]
-
-# As the services' commands: the configuration keeps the process from starting.
-EXIT_CONFIG = 2
 
 
 def settings(service: str, default_port: int) -> dict[str, Any]:
@@ -86,7 +83,7 @@ def settings(service: str, default_port: int) -> dict[str, Any]:
 
 
 def serve_command(
-    package: str, default_port: int, summary: str, check: Callable[[], None] | None = None
+    package: str, default_port: int, summary: str, check: Callable[[], object] | None = None
 ) -> click.Command:
     """`kcc <service> serve`: replace this process with gunicorn running `<package>.app`
     under `<package>.gunicorn_conf`. `check` runs first, to refuse in words what every worker

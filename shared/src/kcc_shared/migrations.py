@@ -577,16 +577,12 @@ def migrate_command(history: History) -> click.Command:
         "--check", is_flag=True, help="Change nothing; exit 1 when the database is behind."
     )
     def migrate_database(to: str | None, down: str | None, check: bool) -> None:
-        from kcc_shared.config import Config, ConfigError
+        from kcc_shared.auth_migrations import HISTORY as AUTH
+        from kcc_shared.commands import current_config
 
         if to is not None and down is not None:
             raise click.UsageError("give --to or --down, not both")
-        try:
-            config = Config.from_env()
-        except ConfigError as exc:
-            click.echo(f"{history.name} migrate: {exc}", err=True)
-            raise click.exceptions.Exit(EXIT_ERROR) from None
-        from kcc_shared.auth_migrations import HISTORY as AUTH
+        config = current_config(f"{history.name} migrate")
 
         engine = make_engine(config.database_url)
         auth = engine if config.auth_url == config.database_url else make_engine(config.auth_url)

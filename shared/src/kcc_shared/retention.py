@@ -160,14 +160,10 @@ def prune_command(
     @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
     def command(older_than: str | None, dry_run: bool) -> None:
         """Delete old processed-event ids, sent outbox rows and other rows that only grow."""
-        from kcc_shared.config import Config, ConfigError
+        from kcc_shared.commands import current_config
         from kcc_shared.db import make_engine
 
-        try:
-            config = Config.from_env()
-        except ConfigError as exc:
-            click.echo(f"{service} prune: {exc}", err=True)
-            raise click.exceptions.Exit(EXIT_USAGE) from None
+        config = current_config(f"{service} prune")
         days = config.retention_days
         if older_than is not None:
             try:

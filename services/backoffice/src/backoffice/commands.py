@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import click
-from kcc_shared.config import Config, ConfigError
+from kcc_shared.commands import consumer_checks, current_config, organisation_or_exit, run_process
+from kcc_shared.config import Config
 from kcc_shared.gunicorn import serve_command
 from kcc_shared.migrations import migrate_command
 from kcc_shared.retention import Target, outbox_target, processed_target, prune_command
@@ -14,11 +14,6 @@ from kcc_shared.retention import Target, outbox_target, processed_target, prune_
 from backoffice.migrations import HISTORY
 
 __all__ = ["backoffice_group"]
-
-log = logging.getLogger(__name__)
-
-# Exit status when the configuration or the organisation file keeps a process from starting.
-EXIT_CONFIG = 2
 
 
 @click.group("backoffice")
@@ -39,30 +34,13 @@ def consume() -> None:
     finishes the batch in hand (commit, ack), closes its connections and exits 0; when its
     consumer thread dies it exits 70, so the supervisor starts a fresh one.
     """
-    from kcc_shared import runner
     from kcc_shared.db import make_engine
-    from kcc_shared.health import HealthServer
-    from kcc_shared.logging import configure_logging
-    from kcc_shared.organisation import OrganisationError, load_organisation
 
     from backoffice.store import InboxStore
     from backoffice.worker import InboxWorker
 
-    try:
-        config = Config.from_env()
-    except ConfigError as exc:
-        click.echo(f"backoffice: {exc}", err=True)
-        raise click.exceptions.Exit(EXIT_CONFIG) from None
-    configure_logging(config.log_level, config.log_format)
-    try:
-        organisation = load_organisation(config.organisation_file)
-    except OrganisationError as exc:
-        click.echo("backoffice: the organisation file is invalid; not starting:", err=True)
-        for problem in exc.problems:
-            click.echo(f"  {problem}", err=True)
-        raise click.exceptions.Exit(EXIT_CONFIG) from None
-
-    store = InboxStore(make_engine(config.database_url), organisation)
+    config = current_config("backoffice")
+    store = InboxStore(make_engine(config.database_url), organisation_or_exit("backoffice", config))
     store.create_schema()
     worker = InboxWorker(
         config.broker_url,
@@ -73,21 +51,11 @@ def consume() -> None:
         heartbeat=config.heartbeat,
         stall_timeout=config.stall_timeout,
     )
-    consumer = worker.consumer.part()
-    server = HealthServer(
-        config.metrics_host,
-        config.metrics_port,
-        worker.readiness_checks(),
-        liveness=runner.liveness([consumer]),
-        name="backoffice",
-        metrics_token=config.metrics_token,
-    )
+    readiness = consumer_checks(store.engine, config.broker_url, lambda: worker.consumer.consuming)
     try:
-        status = runner.run("backoffice", [server.part(), consumer])
+        run_process("backoffice", config, [worker.consumer.part()], readiness)
     finally:
         store.engine.dispose()
-    if status:
-        raise click.exceptions.Exit(status)
 
 
 @backoffice_group.command("openapi")

@@ -13,7 +13,6 @@ from kcc_shared.consumer import (
     EventRejected,
 )
 from kcc_shared.events import Event
-from kcc_shared.health import Check, database_check
 from kcc_shared.topology import department_queue, service_queue
 from sqlalchemy import Connection
 
@@ -87,10 +86,3 @@ class InboxWorker:
 
     def stop(self, timeout: float = 10.0) -> None:
         self.consumer.stop(timeout)
-
-    def readiness_checks(self) -> dict[str, Check]:
-        def consuming() -> None:
-            if not self.consumer.consuming:
-                raise RuntimeError("not consuming")
-
-        return {"database": database_check(self._store.engine), "consumer": consuming}

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
 from datetime import UTC, datetime
 
 import click
+from kcc_shared.commands import consumer_checks, current_config, refuse, run_process
 from kcc_shared.gunicorn import serve_command
 from kcc_shared.migrations import migrate_command
 from kcc_shared.retention import Target, outbox_target, processed_target, prune_command
 from sqlalchemy.exc import SQLAlchemyError
 
 from intake.migrations import HISTORY
-
-log = logging.getLogger(__name__)
-
-# Exit status when the configuration keeps the consumer from starting.
-EXIT_CONFIG = 2
 
 
 @click.group("intake")
@@ -40,22 +35,12 @@ def consume() -> None:
     exits 70, so the supervisor starts a fresh one.
     """
 
-    from kcc_shared import runner
-    from kcc_shared.config import Config, ConfigError
     from kcc_shared.db import make_engine
-    from kcc_shared.health import HealthServer, broker_check, database_check
-    from kcc_shared.logging import configure_logging
-    from kcc_shared.publisher import connection_factory
 
     from intake.store import RequestStore
     from intake.worker import ViewConsumer
 
-    try:
-        config = Config.from_env()
-    except ConfigError as exc:
-        click.echo(f"intake consume: {exc}", err=True)
-        raise click.exceptions.Exit(EXIT_CONFIG) from None
-    configure_logging(config.log_level, config.log_format)
+    config = current_config("intake")
     store = RequestStore(make_engine(config.database_url))
     store.create_schema()
     view = ViewConsumer(
@@ -67,30 +52,11 @@ def consume() -> None:
         heartbeat=config.heartbeat,
         stall_timeout=config.stall_timeout,
     )
-
-    def consuming() -> None:
-        if not view.consuming:
-            raise RuntimeError("not consuming")
-
-    consumer = view.consumer.part()
-    server = HealthServer(
-        config.metrics_host,
-        config.metrics_port,
-        {
-            "database": database_check(store.engine),
-            "broker": broker_check(connection_factory(config.broker_url, timeout=2)),
-            "consumer": consuming,
-        },
-        liveness=runner.liveness([consumer]),
-        name="intake",
-        metrics_token=config.metrics_token,
-    )
+    readiness = consumer_checks(store.engine, config.broker_url, lambda: view.consuming)
     try:
-        status = runner.run("intake", [server.part(), consumer])
+        run_process("intake", config, [view.consumer.part()], readiness)
     finally:
         store.engine.dispose()
-    if status:
-        raise click.exceptions.Exit(status)
 
 
 @intake_group.command("export-labelled")
@@ -106,17 +72,11 @@ def export_labelled(since: datetime | None) -> None:
 
     Reads the intake's database (KCC_DATABASE_URL); nothing else about the request leaves it.
     """
-    from kcc_shared.config import Config, ConfigError
     from kcc_shared.db import make_engine
 
     from intake.history import labelled_history
 
-    try:
-        config = Config.from_env()
-    except ConfigError as exc:
-        click.echo(f"intake: {exc}", err=True)
-        raise click.exceptions.Exit(2) from None
-    engine = make_engine(config.database_url)
+    engine = make_engine(current_config("intake").database_url)
     try:
         moment = since.replace(tzinfo=UTC) if since is not None else None
         count = 0
@@ -124,8 +84,7 @@ def export_labelled(since: datetime | None) -> None:
             click.echo(json.dumps(row, ensure_ascii=False))
             count += 1
     except SQLAlchemyError as exc:
-        click.echo(f"intake: cannot read the database: {type(exc).__name__}", err=True)
-        raise click.exceptions.Exit(2) from None
+        refuse("intake", f"cannot read the database: {type(exc).__name__}")
     finally:
         engine.dispose()
     click.echo(f"{count} answered requests exported", err=True)

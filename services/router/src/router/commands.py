@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 import click
-from kcc_shared import runner
-from kcc_shared.config import Config, ConfigError
+from kcc_shared.commands import current_config, organisation_or_exit, refuse, run_process
+from kcc_shared.config import EXIT_CONFIG
 from kcc_shared.examples import DatasetError, check_labels, read_labelled_file
-from kcc_shared.health import HealthServer
-from kcc_shared.logging import configure_logging
 from kcc_shared.organisation import Organisation, OrganisationError, load_organisation
 from kcc_shared.privacy import redact_bsn
 
@@ -38,7 +36,6 @@ __all__ = ["router_group", "rules_group"]
 # Exit codes: 0 done, 1 the organisation file is invalid (as `kcc config check`), 2 a usage or
 # configuration mistake (bad KCC_* variable, unknown category, unreadable input or model file).
 EXIT_INVALID_ORGANISATION = 1
-EXIT_CONFIG = 2
 
 _ORGANISATION_OPTION = click.option(
     "--file",
@@ -80,20 +77,8 @@ def run() -> None:
     in hand (publish, confirm, ack), closes its connections and exits 0; when its consumer
     thread dies it exits 70, so the supervisor starts a fresh one.
     """
-    try:
-        config = Config.from_env()
-    except ConfigError as exc:
-        click.echo(f"router: {exc}", err=True)
-        raise click.exceptions.Exit(EXIT_CONFIG) from None
-    configure_logging(config.log_level, config.log_format)
-    try:
-        organisation = load_organisation(config.organisation_file)
-    except OrganisationError as exc:
-        click.echo("router: the organisation file is invalid; not starting:", err=True)
-        for problem in exc.problems:
-            click.echo(f"  {problem}", err=True)
-        raise click.exceptions.Exit(EXIT_CONFIG) from None
-
+    config = current_config("router")
+    organisation = organisation_or_exit("router", config)
     model = None
     model_file = model_file_for(config.routing_model, config.organisation_file)
     if model_file is not None:
@@ -101,8 +86,7 @@ def run() -> None:
             model = RoutingModel.load(model_file)
             model.check_departments(organisation.departments)
         except ModelError as exc:
-            click.echo(f"router: the routing model cannot be used; not starting: {exc}", err=True)
-            raise click.exceptions.Exit(EXIT_CONFIG) from None
+            refuse("router", f"the routing model cannot be used; not starting: {exc}")
 
     worker = RouterWorker(
         config.broker_url,
@@ -115,18 +99,7 @@ def run() -> None:
         heartbeat=config.heartbeat,
         stall_timeout=config.stall_timeout,
     )
-    consumer = worker.part()
-    server = HealthServer(
-        config.metrics_host,
-        config.metrics_port,
-        worker.readiness_checks(),
-        liveness=runner.liveness([consumer]),
-        name="router",
-        metrics_token=config.metrics_token,
-    )
-    status = runner.run("router", [server.part(), consumer])
-    if status:
-        raise click.exceptions.Exit(status)
+    run_process("router", config, [worker.part()], worker.readiness_checks())
 
 
 @router_group.command("train")

@@ -2,44 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
-from kcc_shared.config import Config, ConfigError
+from kcc_shared.commands import consumer_checks, current_config, organisation_or_exit, run_process
 from kcc_shared.gunicorn import serve_command
 from kcc_shared.migrations import migrate_command
-from kcc_shared.organisation import OrganisationError, load_organisation
 from kcc_shared.retention import Target, outbox_target, processed_target, prune_command
 
 from sla_monitor.migrations import HISTORY
 
 __all__ = ["sla_group"]
-
-log = logging.getLogger(__name__)
-
-EXIT_CONFIG = 2
-
-
-def _config() -> Config:
-    ctx = click.get_current_context()
-    if isinstance(ctx.find_object(Config), Config):
-        config: Config = ctx.find_object(Config)  # type: ignore[assignment]
-        return config
-    try:
-        return Config.from_env()
-    except ConfigError as exc:
-        click.echo(f"sla: {exc}", err=True)
-        raise click.exceptions.Exit(EXIT_CONFIG) from None
-
-
-def _check_organisation(config: Config) -> None:
-    try:
-        load_organisation(config.organisation_file)
-    except OrganisationError as exc:
-        click.echo("sla: the organisation file is invalid; not starting:", err=True)
-        for problem in exc.problems:
-            click.echo(f"  {problem}", err=True)
-        raise click.exceptions.Exit(EXIT_CONFIG) from None
 
 
 @click.group("sla")
@@ -54,7 +25,7 @@ sla_group.add_command(
         "Run the summary API and the overview pages under gunicorn. Its /metrics holds only "
         "its HTTP latency; the SLA figures are `kcc sla run`'s.",
         # Said here once, in words, rather than as a traceback of every gunicorn worker.
-        check=lambda: _check_organisation(_config()),
+        check=lambda: organisation_or_exit("sla", current_config("sla")),
     )
 )
 
@@ -70,46 +41,28 @@ def run() -> None:
     whether every part runs and makes progress; /readyz whether the database and the broker
     answer and the consumer consumes.
     """
-    from kcc_shared import runner
     from kcc_shared.db import make_engine
-    from kcc_shared.health import HealthServer, broker_check, database_check
-    from kcc_shared.publisher import connection_factory
 
     from sla_monitor.app import monitor_metrics
     from sla_monitor.store import SlaStore
     from sla_monitor.worker import SlaMonitor, utcnow
 
-    config = _config()
-    _check_organisation(config)
-    organisation = load_organisation(config.organisation_file)
+    config = current_config("sla")
+    organisation = organisation_or_exit("sla", config)
     store = SlaStore(make_engine(config.database_url), organisation)
     store.create_schema()
     monitor = SlaMonitor(config, store)
-    parts = monitor.parts()
-
-    def consuming() -> None:
-        if not monitor.consumer.consuming:
-            raise RuntimeError("not consuming")
-
-    server = HealthServer(
-        config.metrics_host,
-        config.metrics_port,
-        {
-            "database": database_check(store.engine),
-            "broker": broker_check(connection_factory(config.broker_url, timeout=2)),
-            "consumer": consuming,
-        },
-        liveness=runner.liveness(parts),
-        name="sla-monitor",
-        metrics_token=config.metrics_token,
-        before_scrape=[monitor_metrics(store, organisation, utcnow)],
-    )
+    readiness = consumer_checks(store.engine, config.broker_url, lambda: monitor.consumer.consuming)
     try:
-        status = runner.run("sla-monitor", [server.part(), *parts])
+        run_process(
+            "sla-monitor",
+            config,
+            monitor.parts(),
+            readiness,
+            before_scrape=[monitor_metrics(store, organisation, utcnow)],
+        )
     finally:
         store.engine.dispose()
-    if status:
-        raise click.exceptions.Exit(status)
 
 
 @sla_group.command("recompute")
@@ -124,9 +77,8 @@ def recompute() -> None:
     from sla_monitor.store import SlaStore
     from sla_monitor.worker import utcnow
 
-    config = _config()
-    _check_organisation(config)
-    store = SlaStore(make_engine(config.database_url), load_organisation(config.organisation_file))
+    config = current_config("sla")
+    store = SlaStore(make_engine(config.database_url), organisation_or_exit("sla", config))
     store.create_schema()
     count = store.recompute(utcnow())
     click.echo(f"recomputed the clocks of {count} requests")
@@ -140,7 +92,7 @@ def prune_targets() -> list[Target]:
     """The monitor's tables that only grow: processed-event ids and sent outbox rows. Its
     event history (sla_events) stays: a recompute rebuilds every clock from it, and a late
     event of a closed request is derived together with the rest of its history."""
-    from sla_monitor.store import outbox, processed
+    from sla_monitor.tables import outbox, processed
 
     return [processed_target(processed), outbox_target(outbox)]
 
