@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 
 from kcc_shared.headers import SECURITY_HEADERS
 from kcc_shared.metrics import metrics_app
-from kcc_shared.publisher import connect_once
+from kcc_shared.publisher import connect_once, connection_factory
 from kcc_shared.runner import Part
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "HealthServer",
     "broker_check",
     "database_check",
+    "dependency_checks",
     "health_app",
     "health_blueprint",
 ]
@@ -67,6 +68,14 @@ def run_checks(
             results[name] = f"failing: {exc}" if say_why else f"failing: {type(exc).__name__}"
             log.warning("readiness_check_failed", extra={"check": name, "error": str(exc)[:200]})
     return all(v == "ok" for v in results.values()), results
+
+
+def dependency_checks(engine: Engine, broker_url: str, timeout: float) -> dict[str, Check]:
+    """/readyz of a process with a database and a broker: both answer, each bounded."""
+    return {
+        "database": database_check(engine),
+        "broker": broker_check(connection_factory(broker_url, timeout=timeout)),
+    }
 
 
 def health_blueprint(checks: Mapping[str, Check]) -> Blueprint:

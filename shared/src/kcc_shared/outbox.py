@@ -31,7 +31,12 @@ from kcc_shared.backoff import RETRY
 from kcc_shared.config import Config
 from kcc_shared.db import UtcDateTime, is_postgres, write
 from kcc_shared.events import Event
-from kcc_shared.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
+from kcc_shared.metrics import (
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PUBLISH_FAILURES,
+    OUTBOX_PUBLISHED,
+)
 from kcc_shared.publisher import Outgoing, Publisher, PublishError, connection_factory
 from kcc_shared.retention import outbox_target, prune
 from kcc_shared.runner import Part
@@ -41,6 +46,7 @@ __all__ = [
     "Clock",
     "Outbox",
     "OutboxRelay",
+    "backlog_gauges",
     "outbox_backlog",
     "outbox_table",
     "relay_for",
@@ -315,6 +321,20 @@ def outbox_backlog(engine: Engine, table: Table, now: datetime) -> Backlog:
         oldest = oldest.replace(tzinfo=UTC)
     age = (now - oldest).total_seconds() if oldest is not None else 0.0
     return Backlog(unsent=int(count), oldest_age_seconds=max(age, 0.0))
+
+
+def backlog_gauges(
+    engine: Engine, table: Table, service: str, clock: Clock = utcnow
+) -> Callable[[], None]:
+    """The hook that sets a service's kcc_outbox_backlog and kcc_outbox_oldest_age_seconds
+    before each scrape."""
+
+    def refresh() -> None:
+        backlog = outbox_backlog(engine, table, clock())
+        OUTBOX_BACKLOG.labels(service).set(backlog.unsent)
+        OUTBOX_OLDEST_AGE.labels(service).set(backlog.oldest_age_seconds)
+
+    return refresh
 
 
 @dataclass(frozen=True)

@@ -72,9 +72,11 @@ from kcc_shared.db import write
 from kcc_shared.problems import Forbidden, Problem, Unauthorized
 
 __all__ = [
+    "CHANNEL_LABELS",
     "CSRF_FIELD",
     "CSRF_HEADER",
     "MIN_SECRET_LENGTH",
+    "PRIORITY_LABELS",
     "SESSIONS_EXTENSION",
     "WEB_EXTENSION",
     "CsrfMismatch",
@@ -93,6 +95,18 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# What every page calls the contract's priorities and channels (kcc_shared.events).
+PRIORITY_LABELS: Final = {"urgent": "Spoed", "high": "Hoog", "normal": "Normaal", "low": "Laag"}
+CHANNEL_LABELS: Final = {
+    "phone": "Telefoon",
+    "email": "E-mail",
+    "chat": "Chat",
+    "counter": "Balie",
+    "app": "App",
+    "letter": "Brief",
+    "social": "Sociale media",
+}
 
 CSRF_FIELD: Final = "csrf_token"
 CSRF_HEADER: Final = "X-CSRF-Token"

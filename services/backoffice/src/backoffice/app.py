@@ -10,12 +10,11 @@ from kcc_shared.api import TOKENS_EXTENSION, make_api
 from kcc_shared.auth import token_store_for
 from kcc_shared.config import Config
 from kcc_shared.db import make_engine
-from kcc_shared.health import broker_check, database_check, health_blueprint
-from kcc_shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, instrument
+from kcc_shared.health import dependency_checks, health_blueprint
+from kcc_shared.metrics import instrument
 from kcc_shared.organisation import load_organisation
-from kcc_shared.outbox import Clock, outbox_backlog, relay_for, utcnow
+from kcc_shared.outbox import Clock, backlog_gauges, relay_for, utcnow
 from kcc_shared.problems import register_problem_handlers
-from kcc_shared.publisher import connection_factory
 from kcc_shared.web import init_web
 
 from backoffice.api import inbox_blp, items_blp
@@ -76,21 +75,12 @@ def create_app(config: Config | None = None, *, clock: Clock = utcnow) -> Flask:
         home="/inbox",
     )
     app.register_blueprint(pages_bp)
-    app.register_blueprint(
-        health_blueprint(
-            {
-                "database": database_check(engine),
-                "broker": broker_check(
-                    connection_factory(config.broker_url, timeout=config.publish_timeout)
-                ),
-            }
-        )
-    )
+    checks = dependency_checks(engine, config.broker_url, config.publish_timeout)
+    app.register_blueprint(health_blueprint(checks))
+    outbox_gauges = backlog_gauges(engine, outbox, SERVICE, clock)
 
     def refresh_gauges() -> None:
-        backlog = outbox_backlog(engine, outbox, utcnow())
-        OUTBOX_BACKLOG.labels(SERVICE).set(backlog.unsent)
-        OUTBOX_OLDEST_AGE.labels(SERVICE).set(backlog.oldest_age_seconds)
+        outbox_gauges()
         counts = store.counts()
         # Labels from the organisation file and the fixed state list only: bounded.
         for department in organisation.departments:

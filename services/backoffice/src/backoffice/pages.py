@@ -11,7 +11,7 @@ from kcc_shared.dutch_time import moment
 from kcc_shared.events import OPEN_STATES, PRIORITIES, REASON_MAX_LENGTH, TEXT_MAX_LENGTH
 from kcc_shared.routing_why import routing_in_force, why_routed
 from kcc_shared.sse import StreamsFull, UserStreamsFull, client_gone_check, parse_last_event_id
-from kcc_shared.web import current_user, login_required
+from kcc_shared.web import CHANNEL_LABELS, PRIORITY_LABELS, current_user, login_required
 from werkzeug.wrappers import Response
 
 from backoffice import worklist
@@ -46,7 +46,6 @@ STATE_LABELS: Final = {
     "closed": "Afgesloten",
     "pending": "Nog niet gerouteerd",
 }
-PRIORITY_LABELS: Final = {"urgent": "Spoed", "high": "Hoog", "normal": "Normaal", "low": "Laag"}
 SLA_LABELS: Final = {"on_time": "Op tijd", "warning": "Bijna te laat", "overdue": "Te laat"}
 EVENT_LABELS: Final = {
     "request.submitted": "Vraag gesteld door het KCC",
@@ -76,15 +75,6 @@ CHOICES: Final = ("antwoorden", "verduidelijking", "doorsturen")
 # The status filter offers what a department can hold; "forwarded" is no state an item stays
 # in (it lands in the other inbox at once): the sent view (/inbox/doorgestuurd) shows it.
 PAGE_STATES: Final = tuple(s for s in LISTABLE_STATES if s != "forwarded")
-CHANNEL_LABELS: Final = {
-    "phone": "Telefoon",
-    "email": "E-mail",
-    "chat": "Chat",
-    "counter": "Balie",
-    "app": "App",
-    "letter": "Brief",
-    "social": "Sociale media",
-}
 _ACTION_SLUGS: Final = {
     "claim": "claim",
     "release": "release",

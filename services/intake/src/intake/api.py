@@ -97,6 +97,18 @@ def _with_links(request_: Request) -> dict[str, Any]:
     return body
 
 
+def idempotency_key(effect: str) -> dict[str, Any]:
+    """The OpenAPI description of the Idempotency-Key header of a POST that `effect` once."""
+    return {
+        "in": "header",
+        "name": "Idempotency-Key",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 200},
+        "description": f"Send the same key when retrying: {effect} once and a retry gets the "
+        "original back (header Idempotent-Replayed: true).",
+    }
+
+
 def _idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -118,19 +130,7 @@ def _idempotency_key() -> str | None:
 
 @requests_blp.route("")
 class RequestsView(MethodView):
-    @requests_blp.doc(
-        security=BEARER,
-        parameters=[
-            {
-                "in": "header",
-                "name": "Idempotency-Key",
-                "required": False,
-                "schema": {"type": "string", "maxLength": 200},
-                "description": "Send the same key when retrying: the request is created once and "
-                "a retry gets the original back (header Idempotent-Replayed: true).",
-            }
-        ],
-    )
+    @requests_blp.doc(security=BEARER, parameters=[idempotency_key("the request is created")])
     @requires("agent")
     @requests_blp.arguments(RequestCreateSchema)
     @requests_blp.response(202, RequestDetailSchema)
@@ -343,19 +343,7 @@ class SuggestionsView(MethodView):
 
 @suggestions_blp.route("/<uuid:request_id>/used")
 class SuggestionUsedView(MethodView):
-    @suggestions_blp.doc(
-        security=BEARER,
-        parameters=[
-            {
-                "in": "header",
-                "name": "Idempotency-Key",
-                "required": False,
-                "schema": {"type": "string", "maxLength": 200},
-                "description": "Send the same key when retrying: the use is counted once and "
-                "a retry gets the original back (header Idempotent-Replayed: true).",
-            }
-        ],
-    )
+    @suggestions_blp.doc(security=BEARER, parameters=[idempotency_key("the use is counted")])
     @requires("agent")
     @suggestions_blp.response(201, ReuseSchema)
     @errors(suggestions_blp, 401, 403, 404, 422)

@@ -13,7 +13,13 @@ from kcc_shared.dutch_time import MONTHS
 from kcc_shared.events import CHANNELS, PRIORITIES
 from kcc_shared.privacy import redact_bsn
 from kcc_shared.routing_why import routing_in_force, why_routed
-from kcc_shared.web import current_user, current_user_or_none, login_required
+from kcc_shared.web import (
+    CHANNEL_LABELS,
+    PRIORITY_LABELS,
+    current_user,
+    current_user_or_none,
+    login_required,
+)
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response
 
@@ -70,16 +76,6 @@ EVENT_LABELS: Final = {
     "request.cancelled": "Ingetrokken",
     "request.sla_warning": "Termijn loopt bijna af",
     "request.sla_breached": "Termijn verstreken",
-}
-PRIORITY_LABELS: Final = {"urgent": "Spoed", "high": "Hoog", "normal": "Normaal", "low": "Laag"}
-CHANNEL_LABELS: Final = {
-    "phone": "Telefoon",
-    "email": "E-mail",
-    "chat": "Chat",
-    "counter": "Balie",
-    "app": "App",
-    "letter": "Brief",
-    "social": "Sociale media",
 }
 AGENT: Final = ("agent",)
 WAITING: Final = "awaiting_clarification"

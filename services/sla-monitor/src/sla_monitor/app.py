@@ -10,12 +10,11 @@ from kcc_shared.api import TOKENS_EXTENSION, make_api
 from kcc_shared.auth import token_store_for
 from kcc_shared.config import Config
 from kcc_shared.db import make_engine
-from kcc_shared.health import broker_check, database_check, health_blueprint
-from kcc_shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, instrument, multiprocess_dir
+from kcc_shared.health import dependency_checks, health_blueprint
+from kcc_shared.metrics import instrument, multiprocess_dir
 from kcc_shared.organisation import Organisation, load_organisation
-from kcc_shared.outbox import outbox_backlog
+from kcc_shared.outbox import backlog_gauges
 from kcc_shared.problems import register_problem_handlers
-from kcc_shared.publisher import connection_factory
 from kcc_shared.web import init_web
 
 from sla_monitor.api import summary_blp
@@ -83,10 +82,8 @@ def create_app(
     else:
         app.config[PAGE_ACCESS] = "login" if config.secret_key else "off"
     app.register_blueprint(pages_blp)
-    connections = connection_factory(config.broker_url, timeout=config.publish_timeout)
-    app.register_blueprint(
-        health_blueprint({"database": database_check(engine), "broker": broker_check(connections)})
-    )
+    checks = dependency_checks(engine, config.broker_url, config.publish_timeout)
+    app.register_blueprint(health_blueprint(checks))
 
     # Under gunicorn (`kcc sla serve`, PROMETHEUS_MULTIPROC_DIR set) this /metrics is the web
     # side's own: its HTTP latency. The SLA figures are exported once, by the process that
@@ -105,12 +102,7 @@ def monitor_metrics(
     install_open_collector(OpenRequestsCollector(lambda: store.open_figures(clock())))
     initialise_outcomes(organisation)
 
-    def refresh_outbox_gauges() -> None:
-        backlog = outbox_backlog(store.engine, outbox, clock())
-        OUTBOX_BACKLOG.labels(SERVICE).set(backlog.unsent)
-        OUTBOX_OLDEST_AGE.labels(SERVICE).set(backlog.oldest_age_seconds)
-
-    return refresh_outbox_gauges
+    return backlog_gauges(store.engine, outbox, SERVICE, clock)
 
 
 def store_of(app: Flask) -> SlaStore:

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, current_app, render_template, request
 from kcc_shared.dutch_time import moment
 from kcc_shared.problems import Problem
-from kcc_shared.web import current_user_or_none, require_login
+from kcc_shared.web import PRIORITY_LABELS, current_user_or_none, require_login
 from werkzeug.wrappers import Response
 
 from sla_monitor.summary import WINDOWS, current
@@ -95,7 +95,6 @@ def _who_may_look() -> Response | None:
 
 WINDOW_LABELS = {"1h": "afgelopen uur", "1d": "afgelopen dag", "7d": "afgelopen 7 dagen",
                  "30d": "afgelopen 30 dagen"}  # fmt: skip
-PRIORITY_LABELS: Final = {"urgent": "Spoed", "high": "Hoog", "normal": "Normaal", "low": "Laag"}
 CLOCK_LABELS: Final = {"first_response": "Eerste reactie", "resolution": "Afhandeling"}
 STATE_LABELS: Final = {
     "waiting": "Wacht op oppakken",

@@ -50,19 +50,14 @@ from sla_monitor.tables import (
     clocks_table,
     events_table,
     handoffs_table,
-    metadata,
     open_counts_table,
-    outbox,
-    processed,
     ratings_table,
     requests_table,
     submissions_table,
     team_activity_table,
 )
 
-# The migrations' history reads the tables as store.metadata; the commands import the outbox and
-# processed-events tables from here.
-__all__ = ["SlaStore", "metadata", "outbox", "processed"]
+__all__ = ["SlaStore"]
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from sqlalchemy import MetaData
 
 
 def _metadata() -> list[MetaData]:
-    from sla_monitor import store
+    from sla_monitor import tables
 
-    return [store.metadata]
+    return [tables.metadata]
 
 
 HISTORY = History(
