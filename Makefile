@@ -31,7 +31,8 @@ test-integration: install
 	$(PYTEST) -m "integration and not faults" -q -n 3 --dist loadfile
 
 ## Fault injection on the whole pipeline, on a private RabbitMQ node and PostgreSQL cluster
-## (started by the tests); KCC_FAULT_REQUESTS questions per fault (default 2,000). The cluster
+## (started by the tests); KCC_FAULT_REQUESTS questions per fault (default 1,000; the two
+## 60-second outages file KCC_OUTAGE_REQUESTS, default 2,000). The cluster
 ## test (tests/faults/test_cluster.py) starts a private three-node RabbitMQ cluster and files
 ## KCC_CLUSTER_REQUESTS questions (default 800; about 4 minutes). One module at a time: two side
 ## by side took as long on two cores, and a back office then missed the 120 s drain bound.

@@ -1,5 +1,5 @@
 """Outages longer than any retry budget: a 60-second broker memory alarm and a 60-second
-PostgreSQL outage while agents file 2,000 questions (KCC_FAULT_REQUESTS). Work waits while
+PostgreSQL outage while agents file 2,000 questions (KCC_OUTAGE_REQUESTS). Work waits while
 they last and resumes when they end: 0 lost, 0 parked, 0 duplicated.
 
 Before the one retry policy, the router requeued its whole batch whenever a publish failed: an
@@ -17,12 +17,16 @@ from typing import Any
 import pytest
 from ledger import outbox_unsent
 from servers import PrivatePostgres, PrivateRabbitMQ
-from test_faults import COUNT, DURING, STRIKE, drive
+from test_faults import drive
 from traffic import Traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(900)]
 
 OUTAGE_SECONDS = float(os.environ.get("KCC_FAULT_OUTAGE_SECONDS", "60"))
+# A minute's outage amid 2,000: the work it holds back is a backlog, not a handful.
+COUNT = int(os.environ.get("KCC_OUTAGE_REQUESTS", "2000"))
+STRIKE = COUNT // 3
+DURING = max(1, COUNT // 10)
 
 
 def hold(seconds: float) -> float:
@@ -67,7 +71,9 @@ def test_a_60_second_memory_alarm_delays_every_request_and_parks_none(
             "outbox_backlog_at_end_of_alarm": backlog,
         }
 
-    traffic = drive("memory-alarm-60s", stack, private_rabbitmq, questions, inject, capsys)
+    traffic = drive(
+        "memory-alarm-60s", stack, private_rabbitmq, questions, inject, capsys, count=COUNT
+    )
     assert len(traffic.filed) == COUNT
     # The router found its publish blocked and held its batch, and parked nothing (drive).
     held = stack.logs("router").count("batch_publish_failed")
@@ -96,7 +102,9 @@ def test_a_60_second_database_outage_delays_every_request_and_parks_none(
 
     # While the database is down the intake answers 503 and clients retry with the same
     # Idempotency-Key; the consumers hold their batches and keep their connections alive.
-    traffic = drive("postgresql-down-60s", stack, private_rabbitmq, questions, inject, capsys)
+    traffic = drive(
+        "postgresql-down-60s", stack, private_rabbitmq, questions, inject, capsys, count=COUNT
+    )
     assert len(traffic.filed) == COUNT
     with capsys.disabled():
         print(f"postgresql-down-60s: {time.monotonic() - started:.0f} s wall time")
