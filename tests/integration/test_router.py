@@ -25,6 +25,7 @@ from kcc_shared.topology import (
     DEAD_QUEUE_HEADER,
     DEAD_REASON_HEADER,
     DEAD_ROUTING_KEY_HEADER,
+    DELIVERY_LIMIT,
     EVENTS_EXCHANGE,
     declare,
     department_queue,
@@ -32,6 +33,7 @@ from kcc_shared.topology import (
 )
 from kombu.connection import Connection
 from pika.adapters.blocking_connection import BlockingChannel
+from prometheus_client import REGISTRY
 from router.model import DEMO_MODEL, RoutingModel, TrainingExample, train
 from router.rules import RuleSet
 from router.worker import RouterWorker
@@ -338,6 +340,53 @@ def test_deleted_department_queue_is_declared_again_and_nothing_is_lost(
     )
     [(properties, _)] = drain(channel, "kcc.dept.burgerzaken")
     assert properties.message_id == derived_event_id(event.id, "routed")
+    assert depth(channel, DEAD_QUEUE) == 0
+
+
+def test_a_publish_the_broker_refuses_is_held_without_spending_deliveries(
+    worker: RouterWorker, channel: BlockingChannel
+) -> None:
+    # A queue that refuses everything it is sent, bound beside the department's: the broker
+    # nacks every routed event (as a quorum queue does while it has no leader).
+    blocker = f"refuses-all-{uuid.uuid4().hex[:8]}"
+    channel.queue_declare(
+        blocker, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}, auto_delete=False
+    )
+    channel.queue_bind(blocker, EVENTS_EXCHANGE, routing_key="request.routed.#")
+
+    def failures() -> float:
+        return REGISTRY.get_sample_value("kcc_router_batch_failures_total") or 0.0
+
+    def routed() -> float:
+        return sum(
+            sample.value
+            for metric in REGISTRY.collect()
+            if metric.name == "kcc_requests_routed"
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.labels["department"] == "burgerzaken"
+        )
+
+    failed_before, routed_before = failures(), routed()
+    event = submitted("Mijn paspoort is verlopen")
+
+    publish_event(channel, event)
+    # More refusals than the queue's delivery limit allows deliveries: requeueing on each
+    # would have parked the question.
+    wait_until(
+        lambda: failures() >= failed_before + DELIVERY_LIMIT + 1,
+        timeout=90,
+        what="the refused publish tried again and again",
+    )
+    assert depth(channel, DEAD_QUEUE) == 0
+    assert routed() == routed_before
+    channel.queue_delete(blocker)
+
+    wait_until(lambda: routed() == routed_before + 1, what="the question routed at last")
+    # A refused message still reached the queues that took it, so the department's queue holds
+    # a copy per try: all the same event, which its consumer applies once.
+    copies = drain(channel, "kcc.dept.burgerzaken")
+    assert len(copies) > DELIVERY_LIMIT
+    assert {p.message_id for p, _ in copies} == {derived_event_id(event.id, "routed")}
     assert depth(channel, DEAD_QUEUE) == 0
 
 

@@ -17,6 +17,7 @@ from kombu.messaging import Producer
 from kcc_shared.topology import EVENTS_EXCHANGE
 
 __all__ = [
+    "NACKED",
     "Outgoing",
     "PublishError",
     "PublishResult",
@@ -28,6 +29,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Why a message failed when the broker refused it (basic.nack).
+NACKED = "nacked by the broker"
 
 
 class PublishError(Exception):
@@ -51,6 +55,12 @@ class PublishResult:
 
     confirmed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def nacked(self) -> list[str]:
+        """The failed messages the broker refused (a full queue, a quorum queue without a
+        leader): the broker's state, not the message's; unroutable ones were returned."""
+        return [m for m, why in self.failed.items() if why == NACKED]
 
 
 @dataclass(eq=False)
@@ -204,7 +214,7 @@ class Publisher:
             if message_id in self._returned:
                 result.failed[message_id] = self._returned[message_id]
             elif tag in self._nacked:
-                result.failed[message_id] = "nacked by the broker"
+                result.failed[message_id] = NACKED
             else:
                 result.confirmed.append(message_id)
         return result

@@ -61,7 +61,8 @@ MODEL_RELOADS = Counter(
 )
 BATCH_FAILURES = Counter(
     "kcc_router_batch_failures_total",
-    "Batches whose publish failed (broker unreachable, no confirm in time); inputs requeued.",
+    "Batch publishes that failed (broker unreachable, no confirm in time, refused by the "
+    "broker); the batch is held and published again.",
 )
 
 _current: dict[Gauge, str] = {}

@@ -48,11 +48,11 @@ class RouterWorker(BatchConsumer):
 
     Per batch: decide every question (the model reads them in one pass), publish the routed
     events on the publisher's own connection and, once the broker confirmed them, ack the
-    inputs. When the publish fails (the broker is unreachable or blocks publishers in a memory
-    alarm) the batch is held and published again after the retry policy's pause, for as long
-    as it takes: an alarm delays routing, it never parks good messages. The gather loop,
-    the retry policy and the parking are kcc_shared.consumer's; the rules and model files are
-    watched by router.watcher.
+    inputs. When the publish fails (the broker is unreachable, blocks publishers in a memory
+    alarm or refuses a message) the batch is held and published again after the retry
+    policy's pause, for as long as it takes: an alarm delays routing, it never parks good
+    messages. The gather loop, the retry policy and the parking are kcc_shared.consumer's;
+    the rules and model files are watched by router.watcher.
     """
 
     def __init__(
@@ -169,17 +169,26 @@ class RouterWorker(BatchConsumer):
             metrics.BATCH_FAILURES.inc()
             raise Unavailable("batch_publish_failed", str(exc)) from exc
         confirmed: list[tuple[Delivery, Event]] = []
+        nacked = set(result.nacked)
         for delivery, event in routed:
             refusal = result.failed.get(event.id)
             if refusal is None:
                 self.ack(delivery)
                 confirmed.append((delivery, event))
-                continue
-            log.warning("message_publish_refused", extra={"message_id": event.id, "error": refusal})
-            # Most likely a department queue was deleted under us: declare before retrying.
-            self._redeclare = True
-            self.retry_later(delivery, PublishRefused(refusal))
+            elif event.id not in nacked:
+                log.warning(
+                    "message_publish_refused", extra={"message_id": event.id, "error": refusal}
+                )
+                # Returned unroutable: most likely a department queue was deleted under us.
+                # Declare before retrying.
+                self._redeclare = True
+                self.retry_later(delivery, PublishRefused(refusal))
         _account(confirmed, self._clock())
+        if nacked:
+            # The broker refused them (a full queue, a quorum queue electing a leader): hold
+            # them like a failed publish, without spending their deliveries.
+            metrics.BATCH_FAILURES.inc()
+            raise Unavailable("batch_publish_failed", f"{len(nacked)} refused by the broker")
 
     def _route(
         self,
