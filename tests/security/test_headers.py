@@ -122,13 +122,17 @@ def test_the_agent_desk_runs_no_inline_script_and_serves_its_script_file(
         assert_headers(page)
         found = scripts_of(page.get_data(as_text=True))
         assert found.inline == [], f"{path}: {found.inline}"
-        assert found.sources == ["/balie/static/desk.js"]
-    script = client.get("/balie/static/desk.js")
-    assert script.status_code == 200
-    assert script.mimetype in ("text/javascript", "application/javascript")
-    assert "EventSource" in script.get_data(as_text=True)
-    assert_headers(script)
-    script.close()
+        assert found.sources == ["/kcc-static/live.js", "/balie/static/desk.js"]
+    for path, holds in (
+        ("/kcc-static/live.js", "EventSource"),
+        ("/balie/static/desk.js", "kccLive"),
+    ):
+        script = client.get(path)
+        assert script.status_code == 200
+        assert script.mimetype in ("text/javascript", "application/javascript")
+        assert holds in script.get_data(as_text=True)
+        assert_headers(script)
+        script.close()
 
 
 @pytest.mark.parametrize(

@@ -440,7 +440,8 @@ uitlogt of tot het einde van de werkdag.</p>
 
 
 def _blueprint() -> Blueprint:
-    blueprint = Blueprint("web", __name__)
+    # static/live.js: how every page follows its live stream (url_for("web.static", ...)).
+    blueprint = Blueprint("web", __name__, static_folder="static", static_url_path="/kcc-static")
 
     @blueprint.route("/login", methods=["GET", "POST"])
     def login() -> Any:

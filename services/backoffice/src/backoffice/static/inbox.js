@@ -18,7 +18,7 @@
     if (notice) { notice.textContent = "Het eerdere antwoord staat in het antwoordveld; pas het aan voor deze vraag."; }
   });
   var live = document.getElementById("live");
-  if (!live || !window.EventSource || !window.fetch || !window.DOMParser) { return; }
+  if (!live || !window.kccLive || !window.EventSource || !window.fetch || !window.DOMParser) { return; }
   var shown = live.getAttribute("data-request"); // the item page: only its own updates count
   var words = {
     "request.routed": "nieuwe vraag",
@@ -95,26 +95,7 @@
       .catch(function () { announce(text, true); });
   }
 
-  // A stream the server refused (429: this person's pages just left still hold their slots
-  // for a second; 503: the process is full) is closed for good by the browser, where the
-  // refusal asks to try again. Do so after a few seconds, from the last update this page
-  // had, so nothing in between is missed.
-  function follow(url, onUpdate) {
-    var last = null;
-    function connect() {
-      var source = new EventSource(last === null ? url : url.replace(/last_event_id=\d*/, "last_event_id=" + last));
-      source.addEventListener("update", function (message) {
-        if (message.lastEventId) { last = message.lastEventId; }
-        onUpdate(message);
-      });
-      source.addEventListener("error", function () {
-        if (source.readyState === EventSource.CLOSED) { setTimeout(connect, 5000); }
-      });
-    }
-    connect();
-  }
-
-  follow(live.getAttribute("data-stream"), function (message) {
+  window.kccLive.follow(live.getAttribute("data-stream"), function (message) {
     var update = JSON.parse(message.data);
     if (shown && update.request_id !== shown) { return; }
     var what = words[update.type] || "wijziging";

@@ -134,7 +134,7 @@
   window.addEventListener("popstate", function () { window.location.reload(); });
 
   // -- live updates ------------------------------------------------------------------------
-  if (!window.EventSource) { return; }
+  if (!window.EventSource || !window.kccLive) { return; }
   var labels = JSON.parse(live.getAttribute("data-status-labels"));
   var events = JSON.parse(live.getAttribute("data-event-labels"));
   var waiting = parseInt(live.getAttribute("data-action-count"), 10) || 0;
@@ -193,26 +193,7 @@
       })
       .catch(function () { return {replaced: false, more: false}; });
   }
-  // A stream the server refused (429: this person's pages just left still hold their slots
-  // for a second; 503: the process is full) is closed for good by the browser, where the
-  // refusal asks to try again. Do so after a few seconds, from the last update this page
-  // had, so nothing in between is missed.
-  function follow(url, onUpdate) {
-    var last = null;
-    function connect() {
-      var source = new EventSource(last === null ? url : url.replace(/last_event_id=\d*/, "last_event_id=" + last));
-      source.addEventListener("update", function (message) {
-        if (message.lastEventId) { last = message.lastEventId; }
-        onUpdate(message);
-      });
-      source.addEventListener("error", function () {
-        if (source.readyState === EventSource.CLOSED) { setTimeout(connect, 5000); }
-      });
-    }
-    connect();
-  }
-
-  follow(live.getAttribute("data-stream"), function (message) {
+  window.kccLive.follow(live.getAttribute("data-stream"), function (message) {
     var update = JSON.parse(message.data);
     var cells = document.querySelectorAll('[data-status-of="' + update.request_id + '"]');
     cells.forEach(function (cell) {
