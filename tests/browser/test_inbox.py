@@ -189,6 +189,43 @@ def test_a_new_question_appears_live_and_is_claimed_and_answered_with_the_keyboa
         axe.check(staff, "antwoord-verstuurd")
 
 
+def test_an_inbox_refused_its_stream_follows_live_once_a_slot_is_free(
+    chromium: Path,
+    dev_server: DevServer,
+    browser: BrowserContext,
+    screenshots: Screenshots,
+) -> None:
+    from playwright.sync_api import expect
+
+    marker = uuid.uuid4().hex[:8]
+    # Four inboxes of one person hold her four streams (KCC_STREAMS_PER_USER); the fifth is
+    # refused with 429, which the browser's EventSource never retries by itself.
+    held = [browser.new_page() for _ in range(4)]
+    for n, page in enumerate(held):
+        with page.expect_response(lambda r: "/inbox/live" in r.url) as opened:
+            page.goto(
+                dev_server.login_links["staff-femke"]
+                if n == 0
+                else f"{dev_server.base}/backoffice/inbox"
+            )
+        assert opened.value.status == 200
+    fifth = browser.new_page()
+    pages = {"vijfde": fifth}
+    with evidence(screenshots, pages, dev_server):
+        with fifth.expect_response(lambda r: "/inbox/live" in r.url) as refused:
+            fifth.goto(f"{dev_server.base}/backoffice/inbox")
+        assert refused.value.status == 429
+        held.pop().close()
+        fifth.evaluate("window.kccZelfdePagina = true")
+
+        file_question(dev_server, waste_question(marker))
+        row = fifth.locator("tr", has=fifth.get_by_role("link", name=re.compile(marker)))
+        expect(row).to_have_count(1, timeout=30_000)
+        expect(fifth.locator("#live")).to_contain_text("Nieuw in Afvalinzameling: nieuwe vraag")
+        assert fifth.evaluate("window.kccZelfdePagina") is True, "the page was reloaded"
+        screenshots.take(fifth, "inbox-na-weigering-live")
+
+
 def test_all_departments_with_counts_a_switcher_and_the_sla_quick_filters(
     chromium: Path,
     dev_server: DevServer,
