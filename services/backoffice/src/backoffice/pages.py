@@ -127,6 +127,9 @@ def _refusal(status: int, title: str, message: str) -> tuple[str, int]:
 
 def _worklist_page(department: str | None) -> Any:
     ctx = _context()
+    # Before the lists: a change committed while they are read is then sent by the stream,
+    # never missed by both (read after, it could count a change the lists do not show).
+    position = ctx.store.last_timeline_seq()
     user = current_user()
     args = request.args
     states = args.getlist("state")
@@ -193,7 +196,7 @@ def _worklist_page(department: str | None) -> Any:
         department_reuse_total=ctx.store.reuse_total(
             departments=[department] if department else (scope or sorted(user.departments))
         ),
-        feed_position=ctx.store.last_timeline_seq(),
+        feed_position=position,
     )
 
 
@@ -256,6 +259,7 @@ def live() -> Any:
 @pages_bp.get("/items/<uuid:request_id>")
 @login_required(*READERS)
 def item(request_id: Any) -> Any:
+    position = _context().store.last_timeline_seq()  # before the item (see _worklist_page)
     found = _visible(str(request_id))
     ctx = _context()
     user = current_user()
@@ -318,7 +322,7 @@ def item(request_id: Any) -> Any:
         choice=choice,
         text_max=TEXT_MAX_LENGTH,
         reason_max=REASON_MAX_LENGTH,
-        feed_position=ctx.store.last_timeline_seq(),
+        feed_position=position,
     )
 
 

@@ -135,6 +135,9 @@ def _labels() -> dict[str, Any]:
 def desk() -> Any:
     """The questions (mine or my team's): those waiting for the KCC first, then the rest,
     filtered by status and found by text, reference or citizen reference."""
+    # Before the lists: a change committed while they are read is then sent by the stream,
+    # never missed by both (read after, it could count a change the lists do not show).
+    position = current().feed.latest()
     user = current_user()
     view = request.args.get("weergave", "mijn")
     status = request.args.get("status", "")
@@ -163,7 +166,7 @@ def desk() -> Any:
     context = current()
     filters = {"weergave": view, "status": status, "zoek": search}
     if errors:
-        return _list_page(filters, errors, [], [], 0), 400
+        return _list_page(filters, errors, [], [], 0, position), 400
     scope = "team" if view == "team" else "mine"
     found: dict[str, Any] = {
         "scope": scope,
@@ -187,6 +190,7 @@ def desk() -> Any:
         waiting,
         rest.items if rest else [],
         rest.total if rest else 0,
+        position,
     )
 
 
@@ -196,6 +200,7 @@ def _list_page(
     waiting: list[Request],
     rest: list[Request],
     total: int,
+    position: int,
 ) -> str:
     return render_template(
         "desk/desk.html",
@@ -207,7 +212,7 @@ def _list_page(
         views=VIEWS,
         team_view=filters["weergave"] == "team",
         status_filters={k: label for k, (label, _) in STATUS_FILTERS.items()},
-        feed_position=current().feed.latest(),
+        feed_position=position,
     )
 
 
@@ -388,6 +393,7 @@ def _form_key(form: dict[str, Any]) -> str | None:
 @login_required(*AGENT)
 def detail(request_id: uuid.UUID) -> str:
     context = current()
+    position = context.feed.latest()  # before the request is read (see desk())
     try:
         request_ = context.store.get(str(request_id), current_user())
     except RequestNotFound:
@@ -411,7 +417,7 @@ def detail(request_id: uuid.UUID) -> str:
         or (user.team is not None and request_.team == user.team),
         open_question=question if request_.status == "awaiting_clarification" else None,
         routing=routing_in_force(request_.timeline, request_.department),
-        feed_position=context.feed.latest(),
+        feed_position=position,
     )
 
 
