@@ -66,6 +66,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
 
+from kcc_shared.config import Config
 from kcc_shared.consumer import DEFAULT_IDLE_TIMEOUT, Delivery, Unavailable
 from kcc_shared.events import Actor, derived_event_id, new_event
 from kcc_shared.organisation import load_organisation
@@ -650,7 +651,9 @@ def main() -> None:
             ids = preload(url, count, mix_rows)
 
             def start_router() -> Callable[[], None]:
-                worker = RouterWorker(url, organisation, model=with_model, prefetch=args.prefetch)
+                worker = RouterWorker(
+                    Config(broker_url=url, prefetch=args.prefetch), organisation, model=with_model
+                )
                 worker.start()
                 return worker.stop
 
@@ -664,7 +667,7 @@ def main() -> None:
             ids = preload(url, args.messages, rows)
 
             def start_machinery() -> Callable[[], None]:
-                worker = MachineryOnly(url, organisation, prefetch=args.prefetch)
+                worker = MachineryOnly(Config(broker_url=url, prefetch=args.prefetch), organisation)
                 worker.bench_departments = departments
                 worker.start()
                 return worker.stop

@@ -20,7 +20,7 @@ def consumer(**kwargs: Any) -> EventConsumer:
     settings: dict[str, Any] = {"handler": ignore, **kwargs}
     return EventConsumer(
         service="test",
-        broker_url="memory://",
+        config=Config(broker_url="memory://"),
         queue=service_queue("intake.events"),
         engine=make_engine("sqlite://"),
         processed=processed_events_table(MetaData()),

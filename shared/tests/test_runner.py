@@ -7,10 +7,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 import requests
+from kcc_shared.config import Config
 from kcc_shared.consumer import BatchConsumer, Delivery
 from kcc_shared.events import Actor, new_event
 from kcc_shared.health import HealthServer
@@ -32,13 +32,12 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) 
 class Consumer(BatchConsumer):
     """A consumer whose work is `work(batch)`: a bug, or a call that never returns."""
 
-    def __init__(self, work: Callable[[list[Delivery]], None], **settings: Any) -> None:
+    def __init__(self, work: Callable[[list[Delivery]], None], stall_timeout: float = 120) -> None:
         super().__init__(
             service="test",
-            broker_url=BROKER,
+            config=Config(broker_url=BROKER, stall_timeout=stall_timeout),
             queues=[Queue(f"runner-test-{uuid.uuid4().hex[:8]}")],
             prefetch=10,
-            **settings,
         )
         self._work = work
 

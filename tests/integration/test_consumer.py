@@ -15,6 +15,7 @@ from typing import Any
 import pika
 import pytest
 from kcc_shared.backoff import RETRY
+from kcc_shared.config import Config
 from kcc_shared.consumer import EventConsumer, EventRejected, processed_events_table
 from kcc_shared.db import make_engine
 from kcc_shared.events import Actor, Event, new_event
@@ -93,7 +94,7 @@ def run_consumer(broker_url: str, engine: Any) -> Iterator[Callable[..., EventCo
             kwargs["handler"] = handler or record
         consumer = EventConsumer(
             service="test",
-            broker_url=url,
+            config=Config(broker_url=url),
             queue=service_queue("intake.events"),
             engine=engine,
             processed=processed,
@@ -396,6 +397,7 @@ def test_copies_of_one_event_in_a_batch_are_applied_once(
 # first batch, says so in a file and then hangs inside the open transaction.
 _HANGING_CONSUMER = """
 import sys, time, pathlib
+from kcc_shared.config import Config
 from kcc_shared.consumer import EventConsumer, processed_events_table
 from kcc_shared.db import make_engine
 from kcc_shared.topology import service_queue
@@ -417,7 +419,8 @@ def hang(connection, events):
     time.sleep(600)
 
 consumer = EventConsumer(
-    service="test-crash", broker_url=broker_url, queue=service_queue("intake.events"),
+    service="test-crash", config=Config(broker_url=broker_url),
+    queue=service_queue("intake.events"),
     engine=make_engine(database_url), processed=processed_events_table(metadata),
     batch_handler=hang, batch_size=50, prefetch=50, idle_timeout=0.5, max_wait=5.0,
 )

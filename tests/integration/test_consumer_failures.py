@@ -10,6 +10,7 @@ from typing import Any
 
 import pika
 import pytest
+from kcc_shared.config import Config
 from kcc_shared.consumer import EventConsumer, processed_events_table
 from kcc_shared.db import make_engine
 from kcc_shared.events import Actor, Event, new_event
@@ -64,7 +65,7 @@ def consumer(postgres_url: str, broker_url: str) -> Iterator[tuple[EventConsumer
     connection.release()
     consumer = EventConsumer(
         service="test",
-        broker_url=broker_url,
+        config=Config(broker_url=broker_url),
         queue=service_queue("intake.events"),
         engine=engine,
         processed=processed,

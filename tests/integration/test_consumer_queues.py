@@ -21,6 +21,7 @@ from typing import Any
 
 import pika
 import pytest
+from kcc_shared.config import Config
 from kcc_shared.consumer import EventConsumer, processed_events_table
 from kcc_shared.db import make_engine
 from kcc_shared.events import Actor, new_event
@@ -63,7 +64,7 @@ def recording_consumer(
 
     consumer = EventConsumer(
         service="test",
-        broker_url=broker_url,
+        config=Config(broker_url=broker_url),
         queue=service_queue("backoffice.events"),
         extra_queues=extra_queues,
         engine=engine,

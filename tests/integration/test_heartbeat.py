@@ -16,6 +16,7 @@ from typing import Any
 
 import pika
 import pytest
+from kcc_shared.config import Config
 from kcc_shared.consumer import EventConsumer, processed_events_table
 from kcc_shared.db import make_engine
 from kcc_shared.events import Actor, Event, new_event
@@ -153,12 +154,13 @@ def test_a_connection_that_goes_silent_is_noticed_and_the_consumer_reconnects_an
 
     consumer = EventConsumer(
         service="test",
-        broker_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost}",
+        config=Config(
+            broker_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost}", heartbeat=HEARTBEAT
+        ),
         queue=service_queue("intake.events"),
         engine=engine,
         processed=processed,
         handler=record,
-        heartbeat=HEARTBEAT,
     )
     consumer.start()
     try:

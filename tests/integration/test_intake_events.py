@@ -50,7 +50,7 @@ def consumer(app: Flask, broker_url: str, database_url: str) -> Iterator[ViewCon
     connection = connection_factory(broker_url, timeout=5)()
     declare(connection, [service_queue("intake.events")])  # and the parking lot
     connection.release()
-    consumer = ViewConsumer(store, broker_url, publish_timeout=2)
+    consumer = ViewConsumer(Config(broker_url=broker_url, publish_timeout=2), store)
     consumer.start()
     assert consumer.wait_until_consuming(20)
     yield consumer

@@ -18,6 +18,7 @@ from typing import Any
 import pika
 import pytest
 from kcc_shared.backoff import RETRY
+from kcc_shared.config import Config
 from kcc_shared.consumer import EventConsumer, processed_events_table
 from kcc_shared.db import make_engine
 from kcc_shared.events import Actor, Event, new_event
@@ -104,7 +105,7 @@ def consumer(broker_url: str, engine: Engine) -> Iterator[tuple[EventConsumer, M
     moment = Moment()
     consumer = EventConsumer(
         service="test",
-        broker_url=broker_url,
+        config=Config(broker_url=broker_url),
         queue=service_queue("intake.events"),
         engine=engine,
         processed=processed,

@@ -17,6 +17,7 @@ from typing import Any
 import pika
 import pytest
 import requests
+from kcc_shared.config import Config
 from kcc_shared.events import Actor, Event, derived_event_id, new_event
 from kcc_shared.health import HealthServer
 from kcc_shared.organisation import load_organisation
@@ -141,9 +142,8 @@ def worker(
 ) -> Iterator[RouterWorker]:
     """The router consuming in a thread of this process, rereading its file every 0.1 s."""
     router = RouterWorker(
-        broker_url,
+        Config(broker_url=broker_url, organisation_file=str(organisation_file)),
         load_organisation(organisation_file),
-        organisation_file=organisation_file,
         reload_interval=0.1,
     )
     router.start()
@@ -565,9 +565,8 @@ def model_worker(
 ) -> Iterator[RouterWorker]:
     """The router with the demo model, rereading its model file every 0.1 s."""
     router = RouterWorker(
-        broker_url,
+        Config(broker_url=broker_url, organisation_file=str(organisation_file)),
         load_organisation(organisation_file),
-        organisation_file=organisation_file,
         model=RoutingModel.load(model_file),
         model_file=model_file,
         reload_interval=0.1,

@@ -357,39 +357,21 @@ def dev(
             model.check_departments(organisation.departments)
     except ModelError as exc:
         raise click.ClickException(f"the routing model cannot be used: {exc}") from exc
-    router = RouterWorker(
-        shared.broker_url,
-        organisation,
-        organisation_file=config.organisation_file,
-        model=model,
-        model_file=model_file,
-        prefetch=config.prefetch,
-        publish_timeout=config.publish_timeout,
-    )
+    router = RouterWorker(shared, organisation, model=model, model_file=model_file)
     router.start()
     stops.append(router.stop)
 
     intake = create_intake(store("intake"))
     intake_context = intake.extensions["kcc.intake"]
     stops += [intake_context.relay.stop, intake_context.feed.stop]
-    view = ViewConsumer(
-        intake_context.store,
-        shared.broker_url,
-        publish_timeout=config.publish_timeout,
-        batch_size=config.consumer_batch_size,
-    )
+    view = ViewConsumer(shared, intake_context.store)
     view.start()
     stops.append(view.stop)
 
     backoffice = create_backoffice(store("backoffice"))
     backoffice_context = backoffice.extensions["kcc.backoffice"]
     stops.append(backoffice_context.relay.stop)
-    inbox = InboxWorker(
-        shared.broker_url,
-        backoffice_context.store,
-        publish_timeout=config.publish_timeout,
-        batch_size=config.consumer_batch_size,
-    )
+    inbox = InboxWorker(shared, backoffice_context.store)
     inbox.start()
     stops.append(inbox.stop)
 

@@ -13,6 +13,7 @@ import pytest
 from backoffice.errors import ItemNotFound
 from backoffice.store import InboxStore
 from backoffice.worker import InboxWorker
+from kcc_shared.config import Config
 from kcc_shared.db import make_engine
 from kcc_shared.events import Event
 from kcc_shared.organisation import load_organisation
@@ -34,7 +35,7 @@ def inbox_store(database_url: str) -> Iterator[InboxStore]:
 def worker(broker_url: str, inbox_store: InboxStore) -> Iterator[InboxWorker]:
     with Connection(broker_url) as connection:
         declare(connection)  # the exchanges and the parking lot, as every publisher does
-    worker = InboxWorker(broker_url, inbox_store, prefetch=10, publish_timeout=5)
+    worker = InboxWorker(Config(broker_url=broker_url, backoffice_prefetch=10), inbox_store)
     worker.start()
     assert worker.consumer.wait_until_consuming(20)
     yield worker

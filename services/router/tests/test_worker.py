@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
+from kcc_shared.config import Config
 from kcc_shared.events import Actor, Event, derived_event_id, new_event
 from kcc_shared.organisation import load_organisation
 from kcc_shared.publisher import (
@@ -58,7 +59,7 @@ def submitted(question: str) -> Event:
 
 @pytest.fixture
 def worker() -> Iterator[RouterWorker]:
-    router = RouterWorker(BROKER, load_organisation(None))
+    router = RouterWorker(Config(broker_url=BROKER), load_organisation(None))
     router.start()
     wait_until(lambda: router.consuming)
     yield router
@@ -150,7 +151,7 @@ def requeued() -> float:
 
 
 def test_a_failed_publish_holds_the_batch_and_routes_it_once_the_broker_takes_it() -> None:
-    router = RouterWorker(BROKER, load_organisation(None))
+    router = RouterWorker(Config(broker_url=BROKER), load_organisation(None))
     publisher = router.publisher = FlakyPublisher(failures=3)
     requeued_before = requeued()
     router.start()

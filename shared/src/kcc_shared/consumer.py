@@ -23,6 +23,7 @@ from sqlalchemy import Connection as DbConnection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from kcc_shared.backoff import RETRY, pause
+from kcc_shared.config import Config
 from kcc_shared.db import UtcDateTime, write
 from kcc_shared.deadletters import parked
 from kcc_shared.events import (
@@ -44,9 +45,6 @@ from kcc_shared.runner import Part
 from kcc_shared.topology import DELIVERY_LIMIT, declare
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_HEARTBEAT",
-    "DEFAULT_STALL_TIMEOUT",
     "BatchConsumer",
     "BatchHandler",
     "Delivery",
@@ -60,7 +58,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE: Final = 100
 # A batch being gathered is processed after this much silence on the channel, or once its
 # first message has waited DEFAULT_MAX_WAIT, whichever comes first: a backlog goes in full
 # batches, a lone message waits a few milliseconds at most.
@@ -69,11 +66,6 @@ DEFAULT_MAX_WAIT: Final = 0.05
 # With nothing in hand the loop wakes this often: to notice stop(), to requeue messages whose
 # retry delay is over, and to keep the heartbeats going.
 IDLE_POLL: Final = 0.2
-# AMQP heartbeat interval (seconds) of a consuming connection: a connection that went silent
-# (a dropped NAT entry, a dead peer) is noticed after two missed intervals.
-DEFAULT_HEARTBEAT: Final = 20
-# Liveness: a consumer that holds messages and settled none for this long is stuck.
-DEFAULT_STALL_TIMEOUT: Final = 120.0
 _DETAIL_MAX: Final = 300
 
 
@@ -130,18 +122,20 @@ class BatchConsumer(ConsumerMixin):
         self,
         *,
         service: str,
-        broker_url: str,
+        config: Config,
         queues: Sequence[Queue],
-        prefetch: int,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        prefetch: int | None = None,
+        batch_size: int | None = None,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_wait: float = DEFAULT_MAX_WAIT,
-        publish_timeout: float = 5.0,
-        heartbeat: float = DEFAULT_HEARTBEAT,
-        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_publisher_connect: Callable[[Connection], None] = declare,
     ) -> None:
+        # The broker, its timeouts and the batch come from the configuration (KCC_BROKER_URL,
+        # KCC_PUBLISH_TIMEOUT, KCC_HEARTBEAT, KCC_STALL_TIMEOUT, KCC_PREFETCH,
+        # KCC_CONSUMER_BATCH_SIZE); a consumer overrides only the prefetch and batch it needs.
+        prefetch = config.prefetch if prefetch is None else prefetch
+        batch_size = config.consumer_batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         if idle_timeout <= 0 or max_wait <= 0:
@@ -149,20 +143,20 @@ class BatchConsumer(ConsumerMixin):
         self.service = service
         self.queues = list(queues)
         self.connection = broker_connection(
-            broker_url, connect_timeout=publish_timeout, heartbeat=heartbeat
+            config.broker_url, connect_timeout=config.publish_timeout, heartbeat=config.heartbeat
         )
         self.prefetch = prefetch
         # A batch is gathered from unacked messages: one larger than the prefetch never fills.
         self.batch_size = min(batch_size, prefetch)
         self.idle_timeout = idle_timeout
         self.max_wait = max_wait
-        self.stall_timeout = stall_timeout
+        self.stall_timeout = config.stall_timeout
         self._clock = clock
         # Dead letters (and the router's routed events) go out on a connection of their own: a
         # confirm wait on the consuming connection would re-enter this consumer's callbacks.
         self.publisher = Publisher(
-            connection_factory(broker_url, timeout=publish_timeout),
-            timeout=publish_timeout,
+            connection_factory(config.broker_url, timeout=config.publish_timeout),
+            timeout=config.publish_timeout,
             on_connect=on_publisher_connect,
         )
         self.should_stop = False
@@ -601,19 +595,16 @@ class EventConsumer(BatchConsumer):
         self,
         *,
         service: str,
-        broker_url: str,
+        config: Config,
         queue: Queue,
         engine: Engine,
         processed: Table,
         handler: Handler | None = None,
         batch_handler: BatchHandler | None = None,
-        prefetch: int = 50,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        prefetch: int | None = None,
+        batch_size: int | None = None,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_wait: float = DEFAULT_MAX_WAIT,
-        publish_timeout: float = 5.0,
-        heartbeat: float = DEFAULT_HEARTBEAT,
-        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
         after_commit: Callable[[Event], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         extra_queues: Sequence[Queue] = (),
@@ -624,15 +615,12 @@ class EventConsumer(BatchConsumer):
         # agent events); each message is recorded, counted and parked under its own queue.
         super().__init__(
             service=service,
-            broker_url=broker_url,
+            config=config,
             queues=[queue, *extra_queues],
             prefetch=prefetch,
             batch_size=batch_size,
             idle_timeout=idle_timeout,
             max_wait=max_wait,
-            publish_timeout=publish_timeout,
-            heartbeat=heartbeat,
-            stall_timeout=stall_timeout,
             clock=clock,
         )
         self.queue = queue

@@ -42,15 +42,7 @@ def consume() -> None:
     config = current_config("backoffice")
     store = InboxStore(make_engine(config.database_url), organisation_or_exit("backoffice", config))
     store.create_schema()
-    worker = InboxWorker(
-        config.broker_url,
-        store,
-        prefetch=config.backoffice_prefetch,
-        batch_size=config.consumer_batch_size,
-        publish_timeout=config.publish_timeout,
-        heartbeat=config.heartbeat,
-        stall_timeout=config.stall_timeout,
-    )
+    worker = InboxWorker(config, store)
     readiness = consumer_checks(store.engine, config.broker_url, lambda: worker.consumer.consuming)
     try:
         run_process("backoffice", config, [worker.consumer.part()], readiness)

@@ -5,13 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from kcc_shared.consumer import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_HEARTBEAT,
-    DEFAULT_STALL_TIMEOUT,
-    EventConsumer,
-    EventRejected,
-)
+from kcc_shared.config import Config
+from kcc_shared.consumer import EventConsumer, EventRejected
 from kcc_shared.events import Event
 from kcc_shared.topology import department_queue, service_queue
 from sqlalchemy import Connection
@@ -41,32 +36,19 @@ class InboxWorker:
     organisation into the store: dedupe on the event id and apply a batch in one transaction,
     ack after commit, park what can never apply (EventConsumer does the mechanics)."""
 
-    def __init__(
-        self,
-        broker_url: str,
-        store: InboxStore,
-        *,
-        prefetch: int = 50,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        publish_timeout: float = 5.0,
-        heartbeat: float = DEFAULT_HEARTBEAT,
-        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
-    ) -> None:
+    def __init__(self, config: Config, store: InboxStore) -> None:
         self._store = store
         departments = sorted(store.organisation.departments)
         self.consumer = EventConsumer(
             service=SERVICE,
-            broker_url=broker_url,
+            config=config,
             queue=service_queue(EVENTS_QUEUE),
             extra_queues=[department_queue(d) for d in departments],
             engine=store.engine,
             processed=processed_events,
             handler=self.handle,
-            prefetch=prefetch,
-            batch_size=batch_size,
-            publish_timeout=publish_timeout,
-            heartbeat=heartbeat,
-            stall_timeout=stall_timeout,
+            # One queue per department plus backoffice.events, each with this prefetch.
+            prefetch=config.backoffice_prefetch,
         )
 
     def handle(self, connection: Connection, event: Event) -> None:

@@ -43,15 +43,7 @@ def consume() -> None:
     config = current_config("intake")
     store = RequestStore(make_engine(config.database_url))
     store.create_schema()
-    view = ViewConsumer(
-        store,
-        config.broker_url,
-        prefetch=config.prefetch,
-        batch_size=config.consumer_batch_size,
-        publish_timeout=config.publish_timeout,
-        heartbeat=config.heartbeat,
-        stall_timeout=config.stall_timeout,
-    )
+    view = ViewConsumer(config, store)
     readiness = consumer_checks(store.engine, config.broker_url, lambda: view.consuming)
     try:
         run_process("intake", config, [view.consumer.part()], readiness)

@@ -6,12 +6,8 @@ import logging
 from collections.abc import Sequence
 from typing import Final
 
-from kcc_shared.consumer import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_HEARTBEAT,
-    DEFAULT_STALL_TIMEOUT,
-    EventConsumer,
-)
+from kcc_shared.config import Config
+from kcc_shared.consumer import EventConsumer
 from kcc_shared.events import Event
 from kcc_shared.topology import service_queue
 from sqlalchemy import Connection
@@ -35,33 +31,18 @@ class ViewConsumer:
     live streams of any gunicorn worker see its commits through the update feed table.
     """
 
-    def __init__(
-        self,
-        store: RequestStore,
-        broker_url: str,
-        *,
-        prefetch: int = 50,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        publish_timeout: float = 5.0,
-        heartbeat: float = DEFAULT_HEARTBEAT,
-        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
-    ) -> None:
+    def __init__(self, config: Config, store: RequestStore) -> None:
         self.store = store
         # Each applied event's outcome waits here for after_commit. An entry of a rolled-back
         # attempt is overwritten when the event is applied again.
         self._outcomes: dict[str, str] = {}
         self.consumer = EventConsumer(
             service=SERVICE,
-            broker_url=broker_url,
+            config=config,
             queue=service_queue(EVENTS_QUEUE),
             engine=store.engine,
             processed=processed_events,
             batch_handler=self._apply,
-            prefetch=prefetch,
-            batch_size=batch_size,
-            publish_timeout=publish_timeout,
-            heartbeat=heartbeat,
-            stall_timeout=stall_timeout,
             after_commit=self._committed,
         )
 

@@ -88,17 +88,7 @@ def run() -> None:
         except ModelError as exc:
             refuse("router", f"the routing model cannot be used; not starting: {exc}")
 
-    worker = RouterWorker(
-        config.broker_url,
-        organisation,
-        organisation_file=config.organisation_file,
-        model=model,
-        model_file=model_file,
-        prefetch=config.prefetch,
-        publish_timeout=config.publish_timeout,
-        heartbeat=config.heartbeat,
-        stall_timeout=config.stall_timeout,
-    )
+    worker = RouterWorker(config, organisation, model=model, model_file=model_file)
     run_process("router", config, [worker.part()], worker.readiness_checks())
 
 

@@ -9,13 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from kcc_shared.consumer import (
-    DEFAULT_HEARTBEAT,
-    DEFAULT_STALL_TIMEOUT,
-    BatchConsumer,
-    Delivery,
-    Unavailable,
-)
+from kcc_shared.config import Config
+from kcc_shared.consumer import BatchConsumer, Delivery, Unavailable
 from kcc_shared.events import Event
 from kcc_shared.organisation import Organisation
 from kcc_shared.publisher import Outgoing, PublishError, connect_once, connection_factory
@@ -57,41 +52,34 @@ class RouterWorker(BatchConsumer):
 
     def __init__(
         self,
-        broker_url: str,
+        config: Config,
         organisation: Organisation,
         *,
-        organisation_file: str | Path | None = None,
         model: RoutingModel | None = None,
         model_file: str | Path | None = None,
-        prefetch: int = 200,
-        publish_timeout: float = 5.0,
         batch_size: int | None = None,
-        heartbeat: float = DEFAULT_HEARTBEAT,
-        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
         reload_interval: float = DEFAULT_RELOAD_INTERVAL,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         # Short-lived, bounded connections for declaring queues.
-        self._connection_factory = connection_factory(broker_url, timeout=publish_timeout)
+        self._connection_factory = connection_factory(
+            config.broker_url, timeout=config.publish_timeout
+        )
         self.files = RoutingFiles(
             organisation,
             model,
             declare=self._declare,
-            organisation_file=organisation_file,
+            organisation_file=config.organisation_file,
             model_file=model_file,
             interval=reload_interval,
         )
         super().__init__(
             service=metrics.SERVICE,
-            broker_url=broker_url,
+            config=config,
             queues=[service_queue(WORK_QUEUE)],
-            prefetch=prefetch,
             # Half the prefetch window: while one batch waits for its confirms, the broker
             # already delivers the next one.
-            batch_size=batch_size or max(1, prefetch // 2),
-            publish_timeout=publish_timeout,
-            heartbeat=heartbeat,
-            stall_timeout=stall_timeout,
+            batch_size=batch_size or max(1, config.prefetch // 2),
             clock=clock or (lambda: datetime.now(UTC)),
             on_publisher_connect=self._declare_on,
         )

@@ -159,16 +159,11 @@ class SlaMonitor:
         self.ingest = SlaIngest(store, clock=clock, on_committed=committed)
         self.consumer = EventConsumer(
             service=SERVICE,
-            broker_url=config.broker_url,
+            config=config,
             queue=service_queue(QUEUE),
             engine=store.engine,
             processed=processed,
             batch_handler=self.ingest,
-            prefetch=config.prefetch,
-            batch_size=config.consumer_batch_size,
-            publish_timeout=config.publish_timeout,
-            heartbeat=config.heartbeat,
-            stall_timeout=config.stall_timeout,
             after_commit=self.ingest.after_commit,
             clock=clock,
         )
