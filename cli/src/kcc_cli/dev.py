@@ -32,7 +32,8 @@ from kcc_shared.headers import SECURITY_HEADERS
 from kcc_shared.logging import configure_logging
 from kcc_shared.organisation import OrganisationError, load_organisation
 from kcc_shared.retention import PruneTimer
-from router.model import ModelError, RoutingModel, model_file_for
+from router.errors import ModelError
+from router.model import RoutingModel, model_file_for
 from router.worker import RouterWorker
 from sla_monitor.app import create_app as create_sla
 from sla_monitor.app import store_of

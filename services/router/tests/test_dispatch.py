@@ -12,13 +12,8 @@ import pytest
 from kcc_shared.events import Actor, Event, derived_event_id, new_event, parse_event
 from kcc_shared.organisation import load_organisation
 from router.decision import Decider
-from router.dispatch import (
-    DispatchRefused,
-    NoForwardTarget,
-    NotRoutable,
-    UnknownDepartment,
-    dispatch,
-)
+from router.dispatch import dispatch
+from router.errors import DispatchRefused, NoForwardTarget, NotRoutable, UnknownDepartment
 from router.rules import RuleSet
 
 ORGANISATION = """\

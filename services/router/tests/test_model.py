@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from router.model import ModelError, RoutingModel, TrainingExample, train
+from router.errors import ModelError
+from router.model import RoutingModel, TrainingExample, train
 
 EXAMPLES = {
     "afval": [

@@ -30,7 +30,8 @@ from kombu.connection import Connection
 from kombu.entity import Queue
 from kombu.messaging import Producer
 from prometheus_client import REGISTRY
-from router.worker import NotReady, RouterWorker
+from router.errors import NotReady
+from router.worker import RouterWorker
 
 BROKER = "memory://"
 

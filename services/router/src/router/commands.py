@@ -19,10 +19,10 @@ from kcc_shared.organisation import Organisation, OrganisationError, load_organi
 from kcc_shared.privacy import redact_bsn
 
 from router.decision import Decider, Query
+from router.errors import ModelError
 from router.evaluation import Evaluation, Tally, evaluate
 from router.model import (
     MIN_EXAMPLES_PER_DEPARTMENT,
-    ModelError,
     RoutingModel,
     TrainingExample,
     model_file_for,

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 from kcc_shared.events import SYSTEM, Event, derived_event_id
 
 from router.decision import Decider, Query, RoutingDecision
+from router.errors import NoForwardTarget, NotRoutable, UnknownDepartment
 
 __all__ = [
     "DEFAULT_PRIORITY",
     "ROUTED_PURPOSE",
-    "DispatchRefused",
-    "NoForwardTarget",
-    "NotRoutable",
-    "UnknownDepartment",
     "dispatch",
     "query_for",
 ]
@@ -26,39 +23,6 @@ __all__ = [
 ROUTED_PURPOSE: Final = "routed"
 # A reroute event from an older backoffice may lack the request's priority.
 DEFAULT_PRIORITY: Final = "normal"
-
-
-class DispatchRefused(Exception):
-    """A valid event the router will not route; `code` is stable, `detail` says why in words."""
-
-    code: ClassVar[str] = "refused"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-    @property
-    def reason(self) -> str:
-        """The dead-letter reason: the code, then the detail (ids only, never request text)."""
-        return f"{self.code}: {self.detail}"
-
-
-class NotRoutable(DispatchRefused):
-    """An event type the router does not route (only submitted and reroute_requested)."""
-
-    code = "not_routable"
-
-
-class UnknownDepartment(DispatchRefused):
-    """A forward names a department the organisation file does not have."""
-
-    code = "unknown_department"
-
-
-class NoForwardTarget(DispatchRefused):
-    """A forward without a target from the fallback department, and no rule names another."""
-
-    code = "no_forward_target"
 
 
 def query_for(event: Event) -> Query | None:

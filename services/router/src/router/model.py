@@ -40,11 +40,12 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from router.errors import ModelError
+
 __all__ = [
     "DEMO_MODEL",
     "FORMAT",
     "MIN_EXAMPLES_PER_DEPARTMENT",
-    "ModelError",
     "Prediction",
     "RoutingModel",
     "Similar",
@@ -90,10 +91,6 @@ _MAX_ITER: Final = 2000
 # Questions are cut to this many characters before featurising: the topic is in the first
 # sentences, and a pasted e-mail thread must not cost the batch its latency budget.
 MAX_TEXT: Final = 2000
-
-
-class ModelError(Exception):
-    """A model file that cannot be used: unreadable, corrupt, of another format or mismatched."""
 
 
 @dataclass(frozen=True)

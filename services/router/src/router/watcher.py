@@ -15,7 +15,8 @@ from kcc_shared.organisation import Organisation, OrganisationError, load_organi
 
 from router import metrics
 from router.decision import Decider
-from router.model import ModelError, RoutingModel
+from router.errors import ModelError
+from router.model import RoutingModel
 from router.rules import RuleSet
 
 __all__ = ["DEFAULT_RELOAD_INTERVAL", "RoutingFiles"]

@@ -19,23 +19,16 @@ from kombu.connection import Connection
 
 from router import metrics
 from router.decision import Decider, Query, RoutingDecision
-from router.dispatch import DispatchRefused, dispatch, query_for
+from router.dispatch import dispatch, query_for
+from router.errors import DispatchRefused, NotReady, PublishRefused
 from router.model import RoutingModel
 from router.watcher import DEFAULT_RELOAD_INTERVAL, RoutingFiles
 
-__all__ = ["WORK_QUEUE", "NotReady", "RouterWorker"]
+__all__ = ["WORK_QUEUE", "RouterWorker"]
 
 log = logging.getLogger(__name__)
 
 WORK_QUEUE: Final = "router.work"
-
-
-class NotReady(Exception):
-    """A readiness check failed."""
-
-
-class PublishRefused(Exception):
-    """The broker confirmed the batch but refused this message (e.g. no queue bound)."""
 
 
 class RouterWorker(BatchConsumer):

@@ -9,8 +9,9 @@ from flask.views import MethodView
 from kcc_shared.api import BEARER, Blueprint, errors, requires
 from kcc_shared.problems import NotFound
 
+from sla_monitor.errors import UnknownDepartment
 from sla_monitor.schemas import LateQuestionsSchema, SummaryQueryArgsSchema, SummarySchema
-from sla_monitor.summary import UnknownDepartment, current
+from sla_monitor.summary import current
 
 summary_blp = Blueprint(
     "sla",

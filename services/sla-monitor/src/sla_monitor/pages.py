@@ -24,10 +24,10 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, current_app, render_template, request
 from kcc_shared.dutch_time import moment
-from kcc_shared.problems import Problem
 from kcc_shared.web import PRIORITY_LABELS, current_user_or_none, require_login
 from werkzeug.wrappers import Response
 
+from sla_monitor.errors import PageError, PageUnavailable
 from sla_monitor.summary import WINDOWS, current
 
 pages_blp = Blueprint(
@@ -46,18 +46,6 @@ LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 # line: at or above OBJECTIVE is green, from AMBER_FROM amber, below it red.
 OBJECTIVE: Final = 0.95
 AMBER_FROM: Final = 0.90
-
-
-class PageUnavailable(Problem):
-    status, title, slug = 503, "SLA overview not configured", "sla-page-unavailable"
-
-
-class PageError(Exception):
-    """A page request the overview refuses: shown as a Dutch page with this status."""
-
-    def __init__(self, status: int, title: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.title, self.message = status, title, message
 
 
 @pages_blp.errorhandler(PageError)

@@ -17,6 +17,7 @@ from kcc_shared.events import CLOCKS, OPEN_STATES
 from kcc_shared.organisation import Organisation
 from sqlalchemy import Column, Connection, Integer, bindparam, case, func, select
 
+from sla_monitor.errors import UnknownDepartment
 from sla_monitor.store import TEAM_ACTIVITY, SlaStore
 from sla_monitor.tables import (
     BigInt,
@@ -47,10 +48,6 @@ def current() -> SlaContext:
     """The running app's context (sla_monitor.app puts it in the app's extensions)."""
     context: SlaContext = current_app.extensions[CONTEXT_EXTENSION]
     return context
-
-
-class UnknownDepartment(LookupError):
-    """A drill-down for a department the organisation does not have."""
 
 
 @dataclass(frozen=True)
