@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 from intake.knowledge import reusable_answers
 from intake.store import outbox
 from intake.suggestions import Suggestions
-from intake.view import LOCAL
 from kcc_shared.db import write
+from kcc_shared.dutch_time import LOCAL
 from kcc_shared.events import Actor, Event, new_event, parse_event
 from kcc_shared.organisation import load_organisation
 from prometheus_client import REGISTRY

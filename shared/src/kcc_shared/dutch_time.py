@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from datetime import date, datetime, tzinfo
 from typing import Final
+from zoneinfo import ZoneInfo
 
-__all__ = ["business_left", "day_text", "deadline", "moment"]
+__all__ = ["LOCAL", "business_left", "day_text", "deadline", "moment"]
+
+# The time zone every page, reference number and answer date is said in.
+LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 
 WEEKDAYS: Final = ("maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag")
 MONTHS: Final = (

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from kcc_shared.dutch_time import moment
+from kcc_shared.dutch_time import LOCAL, moment
 from kcc_shared.events import OPEN_STATES, PRIORITIES, REASON_MAX_LENGTH, TEXT_MAX_LENGTH
 from kcc_shared.routing_why import routing_in_force, why_routed
 from kcc_shared.sse import StreamsFull, UserStreamsFull, client_gone_check, parse_last_event_id
@@ -33,7 +32,6 @@ pages_bp = Blueprint("pages", __name__, template_folder="templates")
 # inbox.js is served from the app's own static folder (backoffice/static): a file, since the
 # pages' Content-Security-Policy allows no inline script.
 
-LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 READERS: Final = ("staff", "ops", "admin")
 
 STATE_LABELS: Final = {
@@ -87,13 +85,6 @@ _ACTION_SLUGS: Final = {
 def _context() -> BackofficeContext:
     ctx: BackofficeContext = current_app.extensions["kcc.backoffice"]
     return ctx
-
-
-@pages_bp.app_template_filter("lokaal")
-def _local_time(moment: datetime | None) -> str:
-    if moment is None:
-        return "-"
-    return moment.astimezone(LOCAL).strftime("%d-%m-%Y %H:%M")
 
 
 @pages_bp.app_context_processor

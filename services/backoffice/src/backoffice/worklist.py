@@ -7,17 +7,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
-from zoneinfo import ZoneInfo
 
 from kcc_shared.auth import Principal
-from kcc_shared.dutch_time import business_left, deadline
+from kcc_shared.dutch_time import LOCAL, business_left, deadline
 from kcc_shared.events import OPEN_STATES
 
 from backoffice.errors import BadFilter, UnknownInbox
 from backoffice.inbox import Item, Sla, deadline_of
 from backoffice.service import BackofficeContext, check_department
-
-LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 
 # The quick filters on SLA state, as they appear in the address bar (Dutch, readable).
 SLA_FILTERS: Final = {"te-laat": "overdue", "bijna-te-laat": "warning"}

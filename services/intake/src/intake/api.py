@@ -9,6 +9,7 @@ from typing import Any
 from flask import request, url_for
 from flask.views import MethodView
 from kcc_shared.api import BEARER, Blueprint, current_principal, errors, requires
+from kcc_shared.dutch_time import LOCAL
 from kcc_shared.events import CHANNELS, PRIORITIES
 from kcc_shared.privacy import contains_bsn
 from marshmallow import RAISE
@@ -33,7 +34,7 @@ from intake.schemas import (
 from intake.service import current
 from intake.stream import last_event_id, stream_response
 from intake.suggestions import Suggestion
-from intake.view import LOCAL, Request
+from intake.view import Request
 
 requests_blp = Blueprint(
     "requests",

@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from kcc_shared.clocks import CLOCK_EVENT_TYPES, US, Clock, HistoryEvent, derive, threshold_instant
-from kcc_shared.dutch_time import business_left, deadline, moment
+from kcc_shared.dutch_time import LOCAL, business_left, deadline, moment
 from kcc_shared.events import TimelineEntry
 from kcc_shared.organisation import Organisation
 
-from intake.view import LOCAL, Request
+from intake.view import Request
 
 __all__ = ["Expectation", "expected_answer"]
 

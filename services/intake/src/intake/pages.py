@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from kcc_shared.dutch_time import MONTHS
+from kcc_shared.dutch_time import LOCAL, MONTHS
 from kcc_shared.events import CHANNELS, PRIORITIES
 from kcc_shared.privacy import redact_bsn
 from kcc_shared.routing_why import routing_in_force, why_routed
@@ -46,7 +46,7 @@ from intake.schemas import (
 from intake.service import current
 from intake.stream import last_event_id, stream_response
 from intake.suggestions import Suggestion
-from intake.view import LOCAL, Request
+from intake.view import Request
 
 desk_bp = Blueprint(
     "desk", __name__, template_folder="templates", static_folder="static", url_prefix="/balie"

@@ -12,6 +12,7 @@ from typing import Any
 from kcc_shared.auth import Principal
 from kcc_shared.consumer import processed_events_table
 from kcc_shared.db import UtcDateTime, is_postgres, write
+from kcc_shared.dutch_time import LOCAL
 from kcc_shared.events import Actor, Event, TimelineEntry, new_event
 from kcc_shared.migrations import require_current
 from kcc_shared.outbox import Clock, Outbox, outbox_table, utcnow
@@ -48,7 +49,6 @@ from intake.errors import (
 from intake.migrations import HISTORY
 from intake.reference import Reference
 from intake.view import (
-    LOCAL,
     OPEN,
     NewRequest,
     Page,

@@ -9,12 +9,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, Protocol
-from zoneinfo import ZoneInfo
 
 from kcc_shared.events import TimelineEntry
 
-# The agent's clock: references are numbered per year, and dates are shown, in Dutch time.
-LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 OPEN: Final = ("submitted", "routed", "claimed", "awaiting_clarification")
 
 # Tie-break for events with the same occurred_at: the order they happen in a request's life.

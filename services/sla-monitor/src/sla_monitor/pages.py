@@ -20,10 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, current_app, render_template, request
-from kcc_shared.dutch_time import moment
+from kcc_shared.dutch_time import LOCAL, moment
 from kcc_shared.web import PRIORITY_LABELS, current_user_or_none, require_login
 from werkzeug.wrappers import Response
 
@@ -41,7 +40,6 @@ pages_blp = Blueprint(
 PAGE_ACCESS: Final = "KCC_SLA_PAGE_ACCESS"  # app.config: "public", "login" or "off"
 LIST_ACCESS: Final = "KCC_SLA_LIST_ACCESS"  # app.config: "login" or "off"
 PAGE_ROLES: Final = ("staff", "ops", "admin")
-LOCAL: Final = ZoneInfo("Europe/Amsterdam")
 # The objective the Prometheus rules hold (kcc:sla_objective:ratio) and the dashboard's amber
 # line: at or above OBJECTIVE is green, from AMBER_FROM amber, below it red.
 OBJECTIVE: Final = 0.95
