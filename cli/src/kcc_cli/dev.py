@@ -33,7 +33,7 @@ from kcc_shared.logging import configure_logging
 from kcc_shared.organisation import OrganisationError, load_organisation
 from kcc_shared.retention import PruneTimer
 from router.errors import ModelError
-from router.model import RoutingModel, model_file_for
+from router.model import configured_model
 from router.worker import RouterWorker
 from sla_monitor.app import create_app as create_sla
 from sla_monitor.app import store_of
@@ -351,11 +351,10 @@ def dev(
 
     # The router first: it declares every department queue, and memory:// drops messages
     # published before a queue is bound.
-    model_file = model_file_for(config.routing_model, config.organisation_file)
     try:
-        model = RoutingModel.load(model_file) if model_file is not None else None
-        if model is not None:
-            model.check_departments(organisation.departments)
+        model, model_file = configured_model(
+            config.routing_model, config.organisation_file, organisation.departments
+        )
     except ModelError as exc:
         raise click.ClickException(f"the routing model cannot be used: {exc}") from exc
     router = RouterWorker(shared, organisation, model=model, model_file=model_file)

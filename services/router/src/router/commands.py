@@ -25,6 +25,7 @@ from router.model import (
     MIN_EXAMPLES_PER_DEPARTMENT,
     RoutingModel,
     TrainingExample,
+    configured_model,
     model_file_for,
     train,
 )
@@ -79,14 +80,12 @@ def run() -> None:
     """
     config = current_config("router")
     organisation = organisation_or_exit("router", config)
-    model = None
-    model_file = model_file_for(config.routing_model, config.organisation_file)
-    if model_file is not None:
-        try:
-            model = RoutingModel.load(model_file)
-            model.check_departments(organisation.departments)
-        except ModelError as exc:
-            refuse("router", f"the routing model cannot be used; not starting: {exc}")
+    try:
+        model, model_file = configured_model(
+            config.routing_model, config.organisation_file, organisation.departments
+        )
+    except ModelError as exc:
+        refuse("router", f"the routing model cannot be used; not starting: {exc}")
 
     worker = RouterWorker(config, organisation, model=model, model_file=model_file)
     run_process("router", config, [worker.part()], worker.readiness_checks())

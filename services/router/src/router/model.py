@@ -50,6 +50,7 @@ __all__ = [
     "RoutingModel",
     "Similar",
     "TrainingExample",
+    "configured_model",
     "model_file_for",
     "train",
 ]
@@ -67,6 +68,21 @@ def model_file_for(
     if routing_model is not None:
         return Path(routing_model)
     return DEMO_MODEL if organisation_file is None else None
+
+
+def configured_model(
+    routing_model: str | Path | None,
+    organisation_file: str | Path | None,
+    departments: Iterable[str],
+) -> tuple[RoutingModel | None, Path | None]:
+    """The model a router starts with (see model_file_for) and its file, checked against the
+    organisation's departments; raises ModelError when the file cannot be used."""
+    path = model_file_for(routing_model, organisation_file)
+    if path is None:
+        return None, None
+    model = RoutingModel.load(path)
+    model.check_departments(departments)
+    return model, path
 
 
 # Bumped when the file layout or the features change; a router refuses another format.
