@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from flask import Response, request
+
 __all__ = [
     "ClientGone",
     "Entry",
@@ -36,6 +38,7 @@ __all__ = [
     "client_gone_check",
     "format_entry",
     "parse_last_event_id",
+    "stream_response",
 ]
 
 log = logging.getLogger(__name__)
@@ -318,3 +321,14 @@ def format_entry(entry: Entry) -> str:
     """One SSE message: `id` is the entry's seq (what Last-Event-ID sends back)."""
     data = json.dumps({"seq": entry.seq, **entry.data}, ensure_ascii=False)
     return f"id: {entry.seq}\nevent: {entry.event}\ndata: {data}\n\n"
+
+
+def stream_response(feed: LiveFeed, subscription: Subscription, after: int | None) -> Response:
+    """The text/event-stream answer of this request for one subscription (the desk's API and
+    page and the inbox's page); it ends when the request's client goes."""
+    return Response(
+        feed.events(subscription, after, client_gone_check(request.environ)),
+        mimetype="text/event-stream",
+        # No proxy may cache or buffer a stream (nginx buffers unless told).
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from kcc_shared.dutch_time import LOCAL, moment
 from kcc_shared.events import OPEN_STATES, PRIORITIES, REASON_MAX_LENGTH, TEXT_MAX_LENGTH
 from kcc_shared.routing_why import routing_in_force, why_routed
-from kcc_shared.sse import StreamsFull, UserStreamsFull, client_gone_check, parse_last_event_id
+from kcc_shared.sse import StreamsFull, UserStreamsFull, parse_last_event_id, stream_response
 from kcc_shared.web import CHANNEL_LABELS, PRIORITY_LABELS, current_user, login_required
 from werkzeug.wrappers import Response
 
@@ -240,11 +240,7 @@ def live() -> Any:
         return _refusal(429, "Te veel live-verbindingen", "Sluit een tabblad met de inbox.")
     except StreamsFull:
         return _refusal(503, "Even te druk", "Probeer het over een paar seconden opnieuw.")
-    return Response(
-        feed.events(subscription, after, client_gone_check(request.environ)),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return stream_response(feed, subscription, after)
 
 
 @pages_bp.get("/items/<uuid:request_id>")

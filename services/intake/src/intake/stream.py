@@ -13,9 +13,9 @@ from kcc_shared.sse import (
     LiveFeed,
     StreamsFull,
     UserStreamsFull,
-    client_gone_check,
     parse_last_event_id,
 )
+from kcc_shared.sse import stream_response as sse_response
 from sqlalchemy import Engine, func, select
 
 from intake.errors import InvalidInput, TooManyOwnStreams, TooManyStreams
@@ -122,8 +122,4 @@ def stream_response(feed: LiveFeed, agent_id: str, after: int | None) -> Respons
         raise TooManyStreams(
             "This server already serves its maximum of live streams; retry in a few seconds."
         ) from None
-    return Response(
-        feed.events(subscription, after, client_gone_check(request.environ)),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(feed, subscription, after)
