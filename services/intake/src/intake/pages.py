@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from kcc_shared.dutch_time import LOCAL, MONTHS
+from kcc_shared.dutch_time import LOCAL, MONTHS, moment
 from kcc_shared.events import CHANNELS, PRIORITIES
 from kcc_shared.privacy import redact_bsn
 from kcc_shared.routing_why import routing_in_force, why_routed
@@ -91,19 +91,10 @@ STATUS_FILTERS: Final = {
 VIEWS: Final = {"mijn": "Mijn vragen", "team": "Vragen van mijn team"}
 
 
-@desk_bp.app_template_filter("lokaal")
-def _local_time(moment: datetime | str | None) -> str:
-    if moment is None:
-        return "-"
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    return moment.astimezone(LOCAL).strftime("%d-%m-%Y %H:%M")
-
-
 @desk_bp.app_template_filter("datum")
-def _local_date(moment: datetime) -> str:
+def _local_date(when: datetime) -> str:
     """The day in Dutch words: 3 december 2026."""
-    day = moment.astimezone(LOCAL).date()
+    day = when.astimezone(LOCAL).date()
     return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
 
 
@@ -120,6 +111,8 @@ def _labels() -> dict[str, Any]:
         if user is not None and user.role == "agent"
         else 0,
         "expected": lambda r: expected_answer(r, context.organisation, now),
+        # 'vandaag 10:14', 'donderdag 3 december 09:05', as the inbox and the overview say it.
+        "moment_text": lambda when: moment(when, LOCAL, now),
         "status_labels": STATUS_LABELS,
         "event_labels": EVENT_LABELS,
         "priority_labels": PRIORITY_LABELS,
