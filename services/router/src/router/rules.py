@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -139,6 +139,14 @@ class _Question:
     category: str | None
 
 
+def _phrase_hit(regexes: Sequence[tuple[int | None, re.Pattern[str]]], q: _Question) -> bool:
+    """Whether a phrase or pattern matches; one gated on a word is only tried when the
+    question holds that word (the regex is the slow part)."""
+    return any(
+        (gate is None or gate in q.hits) and rx.search(q.text) is not None for gate, rx in regexes
+    )
+
+
 class RuleSet:
     """The organisation's rules, compiled once for fast routing."""
 
@@ -264,22 +272,10 @@ class RuleSet:
     def _matches(self, rule: _Rule, q: _Question) -> bool:
         if q.category is not None and q.category in rule.categories:
             return True
-        if not rule.keyword_set.isdisjoint(q.hits):
-            return True
-        hits = q.hits
-        return any(
-            (gate is None or gate in hits) and rx.search(q.text) is not None
-            for gate, rx in rule.text_regexes
-        )
+        return not rule.keyword_set.isdisjoint(q.hits) or _phrase_hit(rule.text_regexes, q)
 
     def _vetoed(self, rule: _Rule, q: _Question) -> bool:
-        if not rule.unless_set.isdisjoint(q.hits):
-            return True
-        hits = q.hits
-        return any(
-            (gate is None or gate in hits) and rx.search(q.text) is not None
-            for gate, rx in rule.unless_regexes
-        )
+        return not rule.unless_set.isdisjoint(q.hits) or _phrase_hit(rule.unless_regexes, q)
 
     def _describe_term(
         self, kind: str, term_id: int, q: _Question, *, whole_words: bool = False
