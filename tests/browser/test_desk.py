@@ -281,3 +281,14 @@ def test_question_back_live_on_top_teammate_answers_and_cancel_asks_first(
             return any(e["type"] == "request.clarified" for e in item.get("timeline", []))
 
         wait_for(clarified, timeout=30, interval=0.5)
+
+        # Chris, of another team, follows a link to it: a page in Dutch that shows nothing
+        # of the question and leads back to his own desk.
+        page.goto(dev_server.login_links["agent-chris"])
+        page.goto(other)
+        expect(page.get_by_role("heading", level=1)).to_have_text("Niet gevonden")
+        expect(page.locator("#pagina")).not_to_contain_text(marker)
+        screenshots.take(page, "niet-gevonden")
+        axe.check(page, "desk-niet-gevonden")
+        page.get_by_role("link", name="Naar Mijn vragen").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Mijn vragen")

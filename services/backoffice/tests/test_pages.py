@@ -226,7 +226,15 @@ def test_staff_of_another_department_cannot_open_the_page(
 ) -> None:
     login(client, other_staff_token)
     assert client.get("/inbox/burgerzaken").status_code == 403
-    assert client.get(f"/items/{item_id}").status_code == 403
+    item = client.get(f"/items/{item_id}")
+    assert item.status_code == 403
+    # A page in Dutch with a way back (a forwarded item's old link ends here), not the API's
+    # problem+json; and nothing of the question.
+    assert item.mimetype == "text/html"
+    page = item.get_data(as_text=True)
+    assert "Geen toegang" in page
+    assert "Naar je inbox" in page
+    assert "Paspoort kwijt" not in page
 
 
 def test_ops_may_read_but_not_act(client: FlaskClient, ops_token: str, item_id: str) -> None:

@@ -166,7 +166,15 @@ def test_another_agents_request_is_404_on_the_page(app: Flask, client: FlaskClie
     url = filed.headers["Location"]
     other = app.test_client()
     login(other, app, user="agent-chris", team="kcc-zuid")
-    assert other.get(url).status_code == 404
+    response = other.get(url)
+    assert response.status_code == 404
+    # A page in Dutch with a way back, not the API's problem+json; nothing of the question,
+    # and nothing that tells it exists.
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert "Niet gevonden" in page
+    assert "Naar Mijn vragen" in page
+    assert QUESTION not in page
 
 
 def test_the_page_stream_uses_the_session(app: Flask, client: FlaskClient) -> None:

@@ -57,6 +57,7 @@ from flask import (
     current_app,
     g,
     redirect,
+    render_template,
     render_template_string,
     request,
     session,
@@ -64,6 +65,7 @@ from flask import (
 )
 from markupsafe import Markup
 from sqlalchemy import Engine, MetaData, delete, insert, select, update
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from kcc_shared.api import TOKENS_EXTENSION
@@ -91,6 +93,7 @@ __all__ = [
     "init_web",
     "is_local_path",
     "login_required",
+    "page_errors",
     "require_login",
 ]
 
@@ -107,6 +110,23 @@ CHANNEL_LABELS: Final = {
     "letter": "Brief",
     "social": "Sociale media",
 }
+
+# What a person's browser says when a page refuses (page_errors), by HTTP status.
+PAGE_REFUSALS: Final = {
+    403: (
+        "Geen toegang",
+        "Deze pagina is niet voor jou: de vraag hoort bij een afdeling of team waar je niet "
+        "bij hoort, bijvoorbeeld omdat hij is doorgestuurd.",
+    ),
+    404: (
+        "Niet gevonden",
+        "Deze pagina bestaat niet, of de vraag is er niet (meer) voor jou. Controleer de link.",
+    ),
+}
+_PAGE_REFUSED: Final = (
+    "Dat lukte niet",
+    "Deze pagina kan dit verzoek niet verwerken. Ga terug en probeer het opnieuw.",
+)
 
 CSRF_FIELD: Final = "csrf_token"
 CSRF_HEADER: Final = "X-CSRF-Token"
@@ -243,6 +263,18 @@ def init_web(
             # Pages show personal work queues: never keep them in a shared cache.
             response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def page_errors(blueprint: Blueprint, template: str) -> None:
+    """A page of `blueprint` that refuses (abort(403), abort(404), ...) answers with `template`
+    (given `title` and `message`) in Dutch: a person's browser shows a page with a way back,
+    never the API's problem+json in English."""
+
+    @blueprint.errorhandler(HTTPException)
+    def _refused(exc: HTTPException) -> tuple[str, int]:
+        status = exc.code or 500
+        title, message = PAGE_REFUSALS.get(status, _PAGE_REFUSED)
+        return render_template(template, title=title, message=message), status
 
 
 def login_required(*roles: str) -> Callable[[F], F]:

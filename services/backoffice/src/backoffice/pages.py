@@ -10,7 +10,13 @@ from kcc_shared.dutch_time import LOCAL, moment
 from kcc_shared.events import OPEN_STATES, PRIORITIES, REASON_MAX_LENGTH, TEXT_MAX_LENGTH
 from kcc_shared.routing_why import routing_in_force, why_routed
 from kcc_shared.sse import StreamsFull, UserStreamsFull, parse_last_event_id, stream_response
-from kcc_shared.web import CHANNEL_LABELS, PRIORITY_LABELS, current_user, login_required
+from kcc_shared.web import (
+    CHANNEL_LABELS,
+    PRIORITY_LABELS,
+    current_user,
+    login_required,
+    page_errors,
+)
 from werkzeug.wrappers import Response
 
 from backoffice import worklist
@@ -29,6 +35,7 @@ from backoffice.service import BackofficeContext, check_department
 from backoffice.store import Action
 
 pages_bp = Blueprint("pages", __name__, template_folder="templates")
+page_errors(pages_bp, "fout.html")
 # inbox.js is served from the app's own static folder (backoffice/static): a file, since the
 # pages' Content-Security-Policy allows no inline script.
 

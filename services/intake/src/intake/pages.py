@@ -19,6 +19,7 @@ from kcc_shared.web import (
     current_user,
     current_user_or_none,
     login_required,
+    page_errors,
 )
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response
@@ -51,6 +52,7 @@ from intake.view import Request
 desk_bp = Blueprint(
     "desk", __name__, template_folder="templates", static_folder="static", url_prefix="/balie"
 )
+page_errors(desk_bp, "desk/fout.html")
 
 
 STATUS_LABELS: Final = {
