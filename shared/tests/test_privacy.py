@@ -189,6 +189,13 @@ ZWSP, NBSP, NNBSP = "\u200b", "\u00a0", "\u202f"
         pytest.param("bsn=123456789&x=1", "[BSN]&x=1", id="BSN= in a query"),
         pytest.param("BSN is 123 456 789", "[BSN]", id="BSN is"),
         pytest.param("BSN:\n123456789", "[BSN]", id="label on the line before"),
+        # A pasted mail, wrapped by the mail program where a space was.
+        pytest.param(
+            "het nummer is 123 456\n782 volgens", "het nummer is [BSN] volgens", id="wrapped mail"
+        ),
+        pytest.param("nummer 123 456\r\n782.", "nummer [BSN].", id="wrapped, CRLF from a form"),
+        pytest.param("> nummer 123 456\n> 782", "> nummer [BSN]", id="wrapped, quoted"),
+        pytest.param("BSN: 123 456 \n 789", "[BSN]", id="labelled, wrapped"),
         pytest.param("BSN 123 456 789 0", "[BSN] 0", id="labelled: the first nine digits"),
         pytest.param(f"BSN{ZWSP}: 123456789", "[BSN]", id="label with a ZWSP"),
         # Next to other numbers.
@@ -270,6 +277,11 @@ def test_every_reported_format_is_redacted(text: str, expected: str) -> None:
         "12345611-1234-4abc-9def-0123456789ab",
         # Words that look like labels.
         "BSN onbekend, tel 06-12345678",
+        # Numbers on lines of their own: a blank line between, or each a number of its own.
+        "123 456\n\n782",
+        "06 12 34 56 78\n06 98 76 54 32",
+        "2024\n2025\n2026",
+        "12-03-2026\n12-04-2026",
         "Het bsn van meneer staat in het dossier",
     ],
 )
@@ -311,6 +323,9 @@ PROPERTY = settings(max_examples=1500, deadline=None, database=None)
 SEPARATORS: dict[str, str] = {
     " ": " ",
     "  ": " ",
+    # A line a mail program wrapped where the space was (CRLF: a form's textarea).
+    "\n": "\n",
+    "\r\n": "\n",
     NBSP: " ",
     NNBSP: " ",
     ".": ".",
@@ -450,8 +465,8 @@ def reads_as_something_else(rendering: Rendering) -> bool:
         return _is_date(*groups)
     if sizes == (4, 2, 2):
         return _is_date(groups[2], groups[1], groups[0])
-    if sizes == (4, 4):
-        return all(1900 <= int(y) <= 2099 for y in groups)
+    if sizes == (4, 4) and all(1900 <= int(y) <= 2099 for y in groups):
+        return True
     return groups[0] in ("0800", "0900", "0906", "0909")
 
 
@@ -482,6 +497,8 @@ def texts_with_a_bsn(draw: st.DrawFn, *, uniform: bool = True) -> tuple[str, str
 @given(texts_with_a_bsn())
 @example(("BSN.123456782", "123456782"))
 @example(("klant nr.1234 5611", "12345611"))
+# A BSN on a line of its own after a line that ends in a number.
+@example(("zaak 2024\n1234 5611", "12345611"))
 # Found by this test: "2024/2000" was kept as a range of years, and the rest was too short.
 @example(("https://gemeente.example.nl/zaken/2024/2000 000 07 meneer", "200000007"))
 def test_a_bsn_never_survives(case: tuple[str, str]) -> None:

@@ -12,8 +12,12 @@ number can be written, so the redaction works on what a reader sees, not on one 
 2. **Chains.** Runs separated only by a short gap of separators form a chain: one number as a
    person groups it. Separators are spaces (any number of them, also no-break and narrow
    no-break spaces), dots, hyphens and dashes (en, em, minus), slashes, underscores and commas;
-   a gap holds at most three of them after spaces are collapsed (``123 - 456``), and a line
-   break ends a chain. Letters and other punctuation end a chain too, but do not protect what
+   a gap holds at most three of them after spaces are collapsed (``123 - 456``). A single line
+   break (with the quote marks of a quoted mail after it) is a gap of its own kind: a mail
+   program wraps a long line at a space, so a pasted mail may hold ``123 456`` at the end of one
+   line and ``782`` (or ``> 782``) at the start of the next; and a BSN on a line of its own
+   stays a block after a line that ends in a number. Any other gap with a line break (a blank
+   line) ends a chain. Letters and other punctuation end a chain too, but do not protect what
    they touch: ``dossier-123456782``, ``abc123456782@x.nl`` and ``/personen/123456782`` hold a
    BSN. Each gap has a *kind*: its separators with spaces collapsed and dashes unified.
 3. **Known shapes are kept.** Within a chain, groups that form a phone number (Dutch: ten
@@ -82,7 +86,10 @@ _KIND: Final = str.maketrans(
     }
 )
 _MAX_GAP: Final = 3
+# A line break where a mail program wrapped the line (with the quote marks of a quoted mail).
+_WRAP: Final = re.compile(rf"[{_SPACES}]*\r?\n(?:[{_SPACES}]*>)*[{_SPACES}]*")
 _SINGLE_KINDS: Final = {
+    "\n": "\n",
     **dict.fromkeys(" \t\u00a0\u1680\u202f\u205f\u3000", " "),
     **{chr(c): " " for c in range(0x2000, 0x200B)},
     **{c: c.translate(_KIND) for c in ".,/_-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58"},
@@ -197,6 +204,8 @@ def _gap_kind(text: str, start: int, end: int) -> str | None:
     """The kind of the separators between two runs, or None when they do not join them."""
     if end - start == 1:  # the common case, one character: no regular expression needed
         return _SINGLE_KINDS.get(text[start])
+    if "\n" in text[start:end]:
+        return "\n" if _WRAP.fullmatch(_INVISIBLE_CHARS.sub("", text[start:end])) else None
     match = _GAP.match(text, start, end)
     if match is None or match.end() != end:
         return None
