@@ -144,6 +144,21 @@ def test_filing_by_keyboard_reference_expected_answer_and_search(
         screenshots.take(page, "geen-verbinding")
         axe.check(page, "desk-geen-verbinding")
         page.unroute("**/balie/vragen")
+
+        # The database is away as it is sent: the server's Dutch outage page (not the form
+        # again) does not replace the form; the text stays and the page says what happened.
+        outage = '<div id="pagina"><h1>Even niet bereikbaar</h1></div>'
+        page.route(
+            "**/balie/vragen",
+            lambda route: route.fulfill(status=503, content_type="text/html", body=outage),
+        )
+        tab_to(page, "button:Vraag versturen")
+        page.keyboard.press("Enter")
+        expect(
+            page.get_by_role("alert").filter(has_text="de server gaf een fout (503)")
+        ).to_be_visible()
+        expect(page.locator("textarea#question")).to_have_value(question)
+        page.unroute("**/balie/vragen")
         tab_to(page, "button:Vraag versturen")
         page.keyboard.press("Enter")
 

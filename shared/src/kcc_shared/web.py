@@ -41,6 +41,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 import time
 import unicodedata
@@ -65,6 +66,7 @@ from flask import (
 )
 from markupsafe import Markup
 from sqlalchemy import Engine, MetaData, delete, insert, select, update
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -99,6 +101,8 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+log = logging.getLogger(__name__)
+
 # What every page calls the contract's priorities and channels (kcc_shared.events).
 PRIORITY_LABELS: Final = {"urgent": "Spoed", "high": "Hoog", "normal": "Normaal", "low": "Laag"}
 CHANNEL_LABELS: Final = {
@@ -126,6 +130,10 @@ PAGE_REFUSALS: Final = {
 _PAGE_REFUSED: Final = (
     "Dat lukte niet",
     "Deze pagina kan dit verzoek niet verwerken. Ga terug en probeer het opnieuw.",
+)
+_PAGE_UNAVAILABLE: Final = (
+    "Even niet bereikbaar",
+    "De gegevens zijn even niet bereikbaar. Probeer het over een paar seconden opnieuw.",
 )
 
 CSRF_FIELD: Final = "csrf_token"
@@ -266,15 +274,23 @@ def init_web(
 
 
 def page_errors(blueprint: Blueprint, template: str) -> None:
-    """A page of `blueprint` that refuses (abort(403), abort(404), ...) answers with `template`
-    (given `title` and `message`) in Dutch: a person's browser shows a page with a way back,
-    never the API's problem+json in English."""
+    """A page of `blueprint` that refuses (abort(403), abort(404), ...) or finds the database
+    unreachable answers with `template` (given `title` and `message`) in Dutch: a person's
+    browser shows a page with a way back, never the API's problem+json in English."""
 
     @blueprint.errorhandler(HTTPException)
     def _refused(exc: HTTPException) -> tuple[str, int]:
         status = exc.code or 500
         title, message = PAGE_REFUSALS.get(status, _PAGE_REFUSED)
         return render_template(template, title=title, message=message), status
+
+    @blueprint.errorhandler(OperationalError)
+    def _unavailable(exc: OperationalError) -> tuple[str, int, dict[str, str]]:
+        # As the API's answer (kcc_shared.problems): the driver's message may hold the URL.
+        log.warning("database_unavailable", extra={"error_type": type(exc.orig).__name__})
+        title, message = _PAGE_UNAVAILABLE
+        html = render_template(template, title=title, message=message)
+        return html, 503, {"Retry-After": "1", "Cache-Control": "no-store"}
 
 
 def login_required(*roles: str) -> Callable[[F], F]:

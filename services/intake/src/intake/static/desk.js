@@ -53,7 +53,11 @@
           // redirect, with its message) or the form again with the error summary.
           var fresh = new DOMParser().parseFromString(text, "text/html");
           var content = fresh.getElementById("pagina");
-          if (!content) { throw {status: response.status}; }
+          // A refusal or an outage that is not the form again (Geen toegang, Even niet
+          // bereikbaar) leaves the form as it is, with what was typed.
+          if (!content || (!response.ok && !fresh.getElementById("nieuwe-vraag"))) {
+            throw {status: response.status};
+          }
           page.innerHTML = content.innerHTML;
           var messages = document.getElementById("meldingen");
           var freshMessages = fresh.getElementById("meldingen");
