@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from flask import Blueprint, current_app, render_template, request
 from kcc_shared.dutch_time import LOCAL, moment
-from kcc_shared.web import PRIORITY_LABELS, current_user_or_none, require_login
+from kcc_shared.web import PRIORITY_LABELS, current_user_or_none, page_errors, require_login
 from werkzeug.wrappers import Response
 
 from sla_monitor.errors import PageError, PageUnavailable
@@ -36,6 +36,7 @@ pages_blp = Blueprint(
     static_folder="static",
     static_url_path="/sla/static",
 )
+page_errors(pages_blp, "sla_error.html")
 
 PAGE_ACCESS: Final = "KCC_SLA_PAGE_ACCESS"  # app.config: "public", "login" or "off"
 LIST_ACCESS: Final = "KCC_SLA_LIST_ACCESS"  # app.config: "login" or "off"
@@ -48,9 +49,7 @@ AMBER_FROM: Final = 0.90
 
 @pages_blp.errorhandler(PageError)
 def _page_error(error: PageError) -> tuple[str, int, dict[str, str]]:
-    html = render_template(
-        "sla_error.html", title=error.title, message=error.message, windows=WINDOW_LABELS
-    )
+    html = render_template("sla_error.html", title=error.title, message=error.message)
     return html, error.status, {"Cache-Control": "no-store"}
 
 
