@@ -22,6 +22,7 @@ __all__ = [
     "Problem",
     "ProblemSchema",
     "Unauthorized",
+    "log_database_unavailable",
     "problem_response",
     "register_problem_handlers",
 ]
@@ -123,6 +124,12 @@ def _without_bsn(errors: Mapping[str, list[str]]) -> dict[str, list[str]]:
     return clean
 
 
+def log_database_unavailable(exc: OperationalError) -> None:
+    """The log line of a request that found the database unreachable (the API's and the
+    pages'). Only the driver's error class: its message and the URL may hold a password."""
+    log.warning("database_unavailable", extra={"error_type": type(exc.orig).__name__})
+
+
 def register_problem_handlers(app: Flask) -> None:
     """Every error a client can see, including Flask's and webargs', becomes a problem."""
 
@@ -154,9 +161,8 @@ def register_problem_handlers(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def _database_unavailable(exc: OperationalError) -> Response:
-        # A database restart or failover: the client should retry, not report a bug. The
-        # connection's URL and the driver's message stay in no answer and no log line.
-        log.warning("database_unavailable", extra={"error_type": type(exc.orig).__name__})
+        # A database restart or failover: the client should retry, not report a bug.
+        log_database_unavailable(exc)
         return problem_response(
             503,
             "The database is not reachable right now. Retry in a moment; a POST with the "

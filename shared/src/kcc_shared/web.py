@@ -41,7 +41,6 @@
 from __future__ import annotations
 
 import hmac
-import logging
 import secrets
 import time
 import unicodedata
@@ -73,7 +72,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from kcc_shared.api import TOKENS_EXTENSION
 from kcc_shared.auth import Principal, TokenStore, hash_token, sessions_table
 from kcc_shared.db import write
-from kcc_shared.problems import Forbidden, Problem, Unauthorized
+from kcc_shared.problems import Forbidden, Problem, Unauthorized, log_database_unavailable
 
 __all__ = [
     "CHANNEL_LABELS",
@@ -101,8 +100,6 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-log = logging.getLogger(__name__)
-
 # What every page calls the contract's priorities and channels (kcc_shared.events).
 PRIORITY_LABELS: Final = {"urgent": "Spoed", "high": "Hoog", "normal": "Normaal", "low": "Laag"}
 CHANNEL_LABELS: Final = {
@@ -116,11 +113,11 @@ CHANNEL_LABELS: Final = {
 }
 
 # What a person's browser says when a page refuses (page_errors), by HTTP status.
-PAGE_REFUSALS: Final = {
+_PAGE_REFUSALS: Final = {
     403: (
         "Geen toegang",
-        "Deze pagina is niet voor jou: de vraag hoort bij een afdeling of team waar je niet "
-        "bij hoort, bijvoorbeeld omdat hij is doorgestuurd.",
+        "Deze pagina is niet voor jou: ze hoort bij een afdeling of team waar je niet bij "
+        "hoort. Een doorgestuurde vraag hoort nu bij de afdeling die hem kreeg.",
     ),
     404: (
         "Niet gevonden",
@@ -281,13 +278,12 @@ def page_errors(blueprint: Blueprint, template: str) -> None:
     @blueprint.errorhandler(HTTPException)
     def _refused(exc: HTTPException) -> tuple[str, int]:
         status = exc.code or 500
-        title, message = PAGE_REFUSALS.get(status, _PAGE_REFUSED)
+        title, message = _PAGE_REFUSALS.get(status, _PAGE_REFUSED)
         return render_template(template, title=title, message=message), status
 
     @blueprint.errorhandler(OperationalError)
     def _unavailable(exc: OperationalError) -> tuple[str, int, dict[str, str]]:
-        # As the API's answer (kcc_shared.problems): the driver's message may hold the URL.
-        log.warning("database_unavailable", extra={"error_type": type(exc.orig).__name__})
+        log_database_unavailable(exc)
         title, message = _PAGE_UNAVAILABLE
         html = render_template(template, title=title, message=message)
         return html, 503, {"Retry-After": "1", "Cache-Control": "no-store"}
